@@ -1,0 +1,160 @@
+"""Configuration of FinPercep-RM (paper Sec. 3.2): a CLIP-IQA encoder, a DPT-style decoder and a coupled score head.
+
+The stage number ``stage`` follows the co-evolutionary curriculum (paper Sec. 3.5.1):
+
+* ``stage=0`` -- RM_0, the encoder alone: ``global_score == base_score`` (CLIP-IQA), no ``pdm``.
+* ``stage=1`` -- RM_1, + the light decoder and the coupled score head.
+* ``stage>=2`` -- RM_k, + encoder adapters (merged into the encoder weights in a saved checkpoint) and
+  ``decoder_refine_blocks`` zero-initialised residual refinement blocks in the decoder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import CLIPVisionConfig, PretrainedConfig
+
+SCORE_HEADS = ("residual", "plain", "decoupled")
+CLIP_IMAGE_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_IMAGE_STD = [0.26862954, 0.26130258, 0.27577711]
+DEFAULT_PROMPT_PAIRS = [["Good photo.", "Bad photo."]]
+# The five antonym pairs that pyiqa's CLIP-IQA offers as an option.
+PYIQA_PROMPT_PAIRS = [
+    ["Good photo.", "Bad photo."],
+    ["Good image.", "Bad image."],
+    ["Sharp photo.", "Blurry photo."],
+    ["Clear photo.", "Noisy photo."],
+    ["High quality photo.", "Low quality photo."],
+]
+
+
+def default_feature_layers(num_hidden_layers: int, num_features: int = 4) -> list[int]:
+    """Evenly spaced encoder layers whose hidden states feed the decoder, ending at the last layer.
+
+    Layer ``i`` is ``hidden_states[i]`` of the CLIP encoder (``0`` = embeddings, ``num_hidden_layers`` = last).
+    For ViT-B (12 layers) this gives ``[3, 6, 9, 12]``.
+    """
+    if num_hidden_layers < 1:
+        raise ValueError(f"num_hidden_layers must be >= 1, got {num_hidden_layers}.")
+    return [max(1, round(num_hidden_layers * (i + 1) / num_features)) for i in range(num_features)]
+
+
+class FinPercepConfig(PretrainedConfig):
+    r"""Configuration of [`FinPercepRewardModel`].
+
+    Args:
+        vision_config (`dict` or `CLIPVisionConfig`, *optional*):
+            The CLIP vision tower (any ViT CLIP checkpoint's `vision_config`). Defaults to ViT-B/16.
+        projection_dim (`int`, *optional*, defaults to 512):
+            Width of CLIP's joint image-text space (the visual projection's output).
+        prompt_pairs (`list[list[str]]`, *optional*, defaults to `[["Good photo.", "Bad photo."]]`):
+            CLIP-IQA antonym prompt pairs, positive first. Their text embeddings are computed once by
+            [`FinPercepRewardModel.from_clip`] and saved with the weights.
+        logit_scale_init (`float`, *optional*, defaults to 100.0):
+            CLIP's temperature ``exp(logit_scale)``; overwritten by the checkpoint's value in `from_clip`.
+        feature_layers (`list[int]`, *optional*):
+            Four increasing indices into the encoder's hidden states that form the multi-scale features
+            ``{f_i}``; the last one is ``f_N``. Defaults to four evenly spaced layers ending at the last one.
+        decoder_channels (`int`, *optional*, defaults to 64):
+            Width of the decoder's fused feature pyramid (ours; the paper gives none).
+        decoder_refine_blocks (`int`, *optional*, defaults to 0):
+            Residual refinement blocks at the decoder's finest scale, one added per stage after RM_1.
+        score_head (`str`, *optional*, defaults to `"residual"`):
+            `"residual"`: ``sigmoid(logit(base_score) + MLP(pool(f_N * interp(pdm))))`` with a zero-initialised
+            last layer, so RM_1 scores exactly like RM_0 when grown. `"plain"`: the paper's literal
+            ``sigmoid(MLP(pool(f_N * interp(pdm))))``. `"decoupled"`: ablation B of Table 4,
+            ``decoupled_weights[0] * base_score + decoupled_weights[1] * (1 - max(pdm))``.
+        score_head_hidden (`int`, *optional*, defaults to 256):
+            Hidden width of the score MLP.
+        decoupled_weights (`list[float]`, *optional*, defaults to `[0.5, 0.5]`):
+            ``(lambda_1, lambda_2)`` of the decoupled head.
+        stage (`int`, *optional*, defaults to 0):
+            Curriculum stage ``k`` of RM_k (see the module docstring).
+        image_mean, image_std (`list[float]`, *optional*):
+            CLIP normalisation applied inside the model, so gradients reach raw ``[0, 1]`` pixels.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Std of the normal initialiser of the decoder and head.
+        clip_name_or_path (`str`, *optional*):
+            The CLIP checkpoint the encoder came from (recorded by `from_clip`, shown in the model card).
+    """
+
+    model_type = "finpercep"
+    sub_configs = {"vision_config": CLIPVisionConfig}
+
+    def __init__(
+        self,
+        vision_config: dict[str, Any] | CLIPVisionConfig | None = None,
+        projection_dim: int = 512,
+        prompt_pairs: list[list[str]] | None = None,
+        logit_scale_init: float = 100.0,
+        feature_layers: list[int] | None = None,
+        decoder_channels: int = 64,
+        decoder_refine_blocks: int = 0,
+        score_head: str = "residual",
+        score_head_hidden: int = 256,
+        decoupled_weights: list[float] | None = None,
+        stage: int = 0,
+        image_mean: list[float] | None = None,
+        image_std: list[float] | None = None,
+        initializer_range: float = 0.02,
+        clip_name_or_path: str | None = None,
+        **kwargs,
+    ):
+        if vision_config is None:
+            vision_config = CLIPVisionConfig(patch_size=16)
+        elif isinstance(vision_config, dict):
+            vision_config = CLIPVisionConfig(**vision_config)
+        elif not isinstance(vision_config, CLIPVisionConfig):
+            raise ValueError(f"vision_config must be a dict or CLIPVisionConfig, got {type(vision_config).__name__}.")
+        self.vision_config = vision_config
+        self.projection_dim = projection_dim
+        self.prompt_pairs = [list(pair) for pair in (prompt_pairs or DEFAULT_PROMPT_PAIRS)]
+        self.logit_scale_init = float(logit_scale_init)
+        num_layers = vision_config.num_hidden_layers
+        self.feature_layers = list(feature_layers) if feature_layers is not None else default_feature_layers(num_layers)
+        self.decoder_channels = decoder_channels
+        self.decoder_refine_blocks = decoder_refine_blocks
+        self.score_head = score_head
+        self.score_head_hidden = score_head_hidden
+        self.decoupled_weights = list(decoupled_weights) if decoupled_weights is not None else [0.5, 0.5]
+        self.stage = stage
+        self.image_mean = list(image_mean) if image_mean is not None else list(CLIP_IMAGE_MEAN)
+        self.image_std = list(image_std) if image_std is not None else list(CLIP_IMAGE_STD)
+        self.initializer_range = initializer_range
+        self.clip_name_or_path = clip_name_or_path
+        self._validate()
+        super().__init__(**kwargs)
+
+    def _validate(self) -> None:
+        if not self.prompt_pairs or any(len(pair) != 2 or not all(pair) for pair in self.prompt_pairs):
+            raise ValueError(
+                f"prompt_pairs must be a non-empty list of [positive, negative] prompt pairs, got {self.prompt_pairs}."
+            )
+        num_layers = self.vision_config.num_hidden_layers
+        layers = self.feature_layers
+        if len(layers) != 4 or any(not 1 <= i <= num_layers for i in layers) or sorted(set(layers)) != layers:
+            raise ValueError(
+                f"feature_layers must be 4 strictly increasing layer indices in [1, {num_layers}], got {layers}."
+            )
+        if self.score_head not in SCORE_HEADS:
+            raise ValueError(f"score_head must be one of {SCORE_HEADS}, got {self.score_head!r}.")
+        if self.stage < 0:
+            raise ValueError(f"stage must be >= 0, got {self.stage}.")
+        if self.decoder_channels < 1 or self.score_head_hidden < 1:
+            raise ValueError("decoder_channels and score_head_hidden must be positive.")
+        if self.decoder_refine_blocks < 0:
+            raise ValueError(f"decoder_refine_blocks must be >= 0, got {self.decoder_refine_blocks}.")
+        if len(self.decoupled_weights) != 2:
+            raise ValueError(f"decoupled_weights must be [lambda_1, lambda_2], got {self.decoupled_weights}.")
+        if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
+            raise ValueError("image_mean and image_std must have 3 entries each, with a positive std.")
+        if self.logit_scale_init <= 0:
+            raise ValueError(f"logit_scale_init must be positive, got {self.logit_scale_init}.")
+
+    @property
+    def has_decoder(self) -> bool:
+        """Whether this stage has the decoder and the coupled head (RM_1 and later)."""
+        return self.stage >= 1
+
+
+__all__ = ["FinPercepConfig", "default_feature_layers", "DEFAULT_PROMPT_PAIRS", "PYIQA_PROMPT_PAIRS", "SCORE_HEADS"]
