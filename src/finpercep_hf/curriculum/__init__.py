@@ -1,0 +1,3 @@
+from .schedule import CCLSchedule, CCLStage
+
+__all__ = ["CCLSchedule", "CCLStage"]
