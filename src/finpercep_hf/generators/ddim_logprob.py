@@ -55,6 +55,17 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) ->
     return log_density.mean(dim=tuple(range(1, x.ndim)))
 
 
+def gaussian_kl(mean: torch.Tensor, mean_ref: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, std^2) || N(mean_ref, std^2)) of two Gaussians with the same ``std``, per element, averaged.
+
+    ``mean``, ``mean_ref``: (B, ...); ``std``: broadcastable, > 0. Returns (B,) float >= 0 (GRPO's KL to the
+    reference policy: both policies' transitions share the scheduler's std, only the means differ).
+    """
+    if (std <= 0).any():
+        raise ValueError("gaussian_kl needs std > 0.")
+    return (((mean - mean_ref) ** 2) / (2 * std**2)).mean(dim=tuple(range(1, mean.ndim)))
+
+
 def _per_sample(values: torch.Tensor, ndim: int) -> torch.Tensor:
     """(B,) or scalar -> (B, 1, ..., 1) with ``ndim`` dimensions."""
     return values.reshape(values.shape + (1,) * (ndim - values.ndim))
@@ -196,5 +207,6 @@ __all__ = [
     "StepWithLogProb",
     "ddim_step_with_logprob",
     "flow_sde_step_with_logprob",
+    "gaussian_kl",
     "gaussian_log_prob",
 ]
