@@ -8,13 +8,13 @@ import importlib
 import sys
 
 # Sub-command modules, in the order `finpercep --help` lists them.
-COMMAND_MODULES = ("score",)
+COMMAND_MODULES = ("init_rm", "score")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="finpercep",
-        description="FinPercep-RM: fine-grained reward model, FGR dataset and co-evolutionary curriculum for Real-ISR.",
+        description="FinPercep-RM: fine-grained reward model, FGR dataset and co-evolutionary curriculum (Real-ISR).",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:

@@ -32,7 +32,7 @@ def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
         if image.mode == "I" and array.max(initial=0) <= 255:
             scale = 255.0
         gray = np.clip(array / scale, 0.0, 1.0)
-        return Image.fromarray(np.round(gray * 255).astype(np.uint8), mode="L").convert("RGB")
+        return Image.fromarray(np.round(gray * 255).astype(np.uint8)).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -87,7 +87,7 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
 def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
     """(3, H, W) float in [0, 1] -> RGB PIL image (values are clamped and rounded)."""
     array = tensor.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(array, mode="RGB")
+    return Image.fromarray(array)
 
 
 __all__ = [

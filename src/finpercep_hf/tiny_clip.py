@@ -42,8 +42,14 @@ def build_tiny_clip(
         num_attention_heads=num_attention_heads,
     )
     config = CLIPConfig(
-        text_config=dict(tower, vocab_size=len(tokenizer), max_position_embeddings=64,
-                         bos_token_id=0, eos_token_id=1, pad_token_id=1),
+        text_config=dict(
+            tower,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=64,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        ),
         vision_config=dict(tower, patch_size=patch_size, image_size=image_size),
         projection_dim=projection_dim,
     )

@@ -2,7 +2,12 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from .configuration_finpercep import FinPercepConfig
 from .image_processing_finpercep import FinPercepImageProcessor
-from .modeling_finpercep import FinPercepCheckpointError, FinPercepOutput, FinPercepPreTrainedModel, FinPercepRewardModel
+from .modeling_finpercep import (
+    FinPercepCheckpointError,
+    FinPercepOutput,
+    FinPercepPreTrainedModel,
+    FinPercepRewardModel,
+)
 
 AutoConfig.register(FinPercepConfig.model_type, FinPercepConfig, exist_ok=True)
 AutoModel.register(FinPercepConfig, FinPercepRewardModel, exist_ok=True)

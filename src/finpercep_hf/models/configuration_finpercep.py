@@ -111,7 +111,9 @@ class FinPercepConfig(PretrainedConfig):
         self.prompt_pairs = [list(pair) for pair in (prompt_pairs or DEFAULT_PROMPT_PAIRS)]
         self.logit_scale_init = float(logit_scale_init)
         num_layers = vision_config.num_hidden_layers
-        self.feature_layers = list(feature_layers) if feature_layers is not None else default_feature_layers(num_layers)
+        self.feature_layers = (
+            list(feature_layers) if feature_layers is not None else default_feature_layers(num_layers)
+        )
         self.decoder_channels = decoder_channels
         self.decoder_refine_blocks = decoder_refine_blocks
         self.score_head = score_head

@@ -38,9 +38,10 @@ class FinPercepCheckpointError(OSError):
 
 def checkpoint_error(name_or_path: str, what: str, cause: Exception) -> FinPercepCheckpointError:
     """Build the error raised when ``name_or_path`` cannot be loaded (offline, missing, incomplete)."""
+    local_dir = "./" + name_or_path.rstrip("/").split("/")[-1]
     return FinPercepCheckpointError(
         f"Could not load the {what} '{name_or_path}': {type(cause).__name__}: {str(cause).splitlines()[0]}\n"
-        f"Supply it as a local directory (e.g. `hf download {name_or_path} --local-dir ./{name_or_path.split('/')[-1]}`"
+        f"Supply it as a local directory (e.g. `hf download {name_or_path} --local-dir {local_dir}`"
         " on a machine with Hub access, then pass that directory), or unset HF_HUB_OFFLINE if this machine can reach "
         "the Hub."
     )
