@@ -8,7 +8,7 @@ import importlib
 import sys
 
 # Sub-command modules, in the order `finpercep --help` lists them.
-COMMAND_MODULES = ("init_rm", "score")
+COMMAND_MODULES = ("init_rm", "score", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,133 @@
+"""``finpercep evaluate``: the Table-1 metric suite over SR outputs, written as metrics.csv + table.md.
+
+Exit codes: 0 done, 1 a metric could not be built (missing weights, reward model or pyiqa), 2 bad input
+(directories, unpaired or unreadable images, unknown metric names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from ..evaluation.metrics import PAPER_METRICS, FinPercepMissingWeightsError, build_metric, get_metric_spec
+from ..evaluation.suite import evaluate_pairs, pair_images, summarize
+from ..evaluation.table import read_results_csv, results_to_markdown, write_results_csv
+from ..images import FinPercepImageError
+from ..models import FinPercepCheckpointError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="Evaluate SR outputs with LPIPS, MUSIQ, MANIQA, CLIP-IQA, LIQE, PSNR, SSIM and FinPercep-RM.",
+        description="Scores every SR image (paired with the HR image of the same name), writes per_image.csv, "
+        "metrics.csv (datasets x metrics, one column per run) and table.md (the paper's Table-1 layout, best in "
+        "bold). Several --sr runs are evaluated side by side; --include merges tables of earlier calls (e.g. other "
+        "datasets). pyiqa weights are never downloaded: a missing file is reported with where to put it.",
+    )
+    parser.add_argument(
+        "--sr",
+        action="append",
+        required=True,
+        metavar="[NAME=]DIR",
+        help="Directory of SR outputs; repeat for runs side by side. NAME is the run's column (default: DIR's name).",
+    )
+    parser.add_argument(
+        "--hr", type=Path, default=None, help="Directory of HR references (needed by LPIPS/PSNR/SSIM)."
+    )
+    parser.add_argument("--dataset", default=None, help="Dataset name for the table rows (default: the HR dir name).")
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        help=f"Comma-separated metric names (default: {','.join(PAPER_METRICS)}, plus finpercep with --rm; "
+        "reference metrics are left out of the default when there is no --hr).",
+    )
+    parser.add_argument("--rm", default=None, help="FinPercep-RM checkpoint directory for the 'finpercep' metric.")
+    parser.add_argument(
+        "--weights-dir",
+        type=Path,
+        default=None,
+        help="Directory with IQA weights laid out like the torch hub cache (pyiqa/, clip/, checkpoints/); "
+        "default: the torch hub cache (~/.cache/torch/hub).",
+    )
+    parser.add_argument("--include", action="append", type=Path, default=[], help="metrics.csv of an earlier call.")
+    parser.add_argument("--precision", type=int, default=3, help="Decimals shown in table.md.")
+    parser.add_argument("--device", default="cpu", help="Torch device for the metrics, e.g. cpu or cuda.")
+    parser.add_argument("--out", type=Path, required=True, help="Output directory.")
+    parser.set_defaults(func=run)
+
+
+def _parse_run(value: str) -> tuple[str, Path]:
+    """``NAME=DIR`` or ``DIR`` -> (run name, directory); an existing path containing '=' is taken as a directory."""
+    if "=" in value and not Path(value).exists():
+        name, directory = value.split("=", 1)
+        if name:
+            return name, Path(directory)
+    return Path(value).name, Path(value)
+
+
+def _metric_names(args: argparse.Namespace) -> list[str]:
+    if args.metrics is not None:
+        names = [name.strip().lower() for name in args.metrics.split(",") if name.strip()]
+        for name in names:
+            get_metric_spec(name)
+        return names
+    names = [*PAPER_METRICS, "finpercep"] if args.rm else list(PAPER_METRICS)
+    if args.hr is None:
+        skipped = [name for name in names if get_metric_spec(name).needs_reference]
+        print(f"note: no --hr, so the reference metrics {', '.join(skipped)} are left out.", file=sys.stderr)
+        names = [name for name in names if name not in skipped]
+    return names
+
+
+def _write_per_image(rows_by_run: dict[str, list[dict]], dataset: str, path: Path) -> None:
+    with path.open("w", newline="") as handle:
+        writer = None
+        for run, rows in rows_by_run.items():
+            for row in rows:
+                if writer is None:
+                    writer = csv.DictWriter(handle, fieldnames=["dataset", "run", *row])
+                    writer.writeheader()
+                writer.writerow({"dataset": dataset, "run": run, **row})
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        runs = [_parse_run(value) for value in args.sr]
+        if len({name for name, _ in runs}) != len(runs):
+            raise ValueError(f"run names must be unique, got {[name for name, _ in runs]} (use --sr NAME=DIR).")
+        names = _metric_names(args)
+        pairs_by_run = {name: pair_images(directory, args.hr) for name, directory in runs}
+        included = [result for path in args.include for result in read_results_csv(path)]
+    except (FinPercepImageError, KeyError, ValueError, OSError) as error:
+        print(f"error: {error.args[0] if isinstance(error, KeyError) else error}", file=sys.stderr)
+        return 2
+    try:
+        metrics = {name: build_metric(name, args.weights_dir, rm=args.rm, device=args.device) for name in names}
+    except (FinPercepMissingWeightsError, FinPercepCheckpointError, ImportError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+    dataset = args.dataset or (args.hr.name if args.hr is not None else "images")
+    rows_by_run, results = {}, list(included)
+    try:
+        for name, pairs in pairs_by_run.items():
+            print(f"{name}: {len(pairs)} images", file=sys.stderr)
+            rows_by_run[name] = evaluate_pairs(pairs, metrics)
+            results.extend(summarize(rows_by_run[name], dataset, name))
+    except (FinPercepImageError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    _write_per_image(rows_by_run, dataset, args.out / "per_image.csv")
+    write_results_csv(results, args.out / "metrics.csv")
+    markdown = results_to_markdown(results, precision=args.precision)
+    (args.out / "table.md").write_text(markdown)
+    print(markdown)
+    return 0
+
+
+__all__ = ["register", "run"]

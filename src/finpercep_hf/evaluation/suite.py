@@ -1,0 +1,110 @@
+"""Running the metric suite over a directory of SR outputs (and the matching HR images) — the engine behind
+``finpercep evaluate``.
+
+SR and HR files are paired by their path relative to their directory, without the extension
+(``sr/0001.png`` <-> ``hr/0001.jpg``). Every SR output needs its HR image and the other way round; sizes must
+match (no silent resizing).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..images import FinPercepImageError, list_images, load_image, pil_to_tensor
+from .metrics import FinPercepMetric
+from .table import FinPercepResult
+
+# How many unmatched names an error message lists before "... and N more".
+MAX_LISTED_NAMES = 5
+
+
+@dataclass(frozen=True)
+class FinPercepImagePair:
+    """One SR output and its HR reference (``None`` for no-reference evaluation); ``key`` is the pairing name."""
+
+    key: str
+    image_sr: Path
+    image_hr: Path | None
+
+
+def _keyed_images(directory: Path, role: str) -> dict[str, Path]:
+    if not directory.is_dir():
+        raise FinPercepImageError(f"{role} directory {directory} does not exist.")
+    keyed: dict[str, Path] = {}
+    for path in list_images([directory]):
+        key = path.relative_to(directory).with_suffix("").as_posix()
+        if key in keyed:
+            raise FinPercepImageError(f"{role} directory {directory}: {keyed[key].name} and {path.name} share a name.")
+        keyed[key] = path
+    if not keyed:
+        raise FinPercepImageError(f"{role} directory {directory} contains no images.")
+    return keyed
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(names[:MAX_LISTED_NAMES])
+    return shown + (f" ... and {len(names) - MAX_LISTED_NAMES} more" if len(names) > MAX_LISTED_NAMES else "")
+
+
+def pair_images(sr_dir: str | os.PathLike, hr_dir: str | os.PathLike | None = None) -> list[FinPercepImagePair]:
+    """Pair the images of ``sr_dir`` with those of ``hr_dir`` by name (see the module docstring), sorted by key."""
+    sr_images = _keyed_images(Path(sr_dir), "SR")
+    if hr_dir is None:
+        return [FinPercepImagePair(key, path, None) for key, path in sorted(sr_images.items())]
+    hr_images = _keyed_images(Path(hr_dir), "HR")
+    without_hr = sorted(set(sr_images) - set(hr_images))
+    without_sr = sorted(set(hr_images) - set(sr_images))
+    if without_hr:
+        raise FinPercepImageError(f"SR images with no HR image of the same name in {hr_dir}: {_listed(without_hr)}.")
+    if without_sr:
+        raise FinPercepImageError(f"HR images with no SR output of the same name in {sr_dir}: {_listed(without_sr)}.")
+    return [FinPercepImagePair(key, sr_images[key], hr_images[key]) for key in sorted(sr_images)]
+
+
+def evaluate_pairs(
+    pairs: list[FinPercepImagePair], metrics: Mapping[str, FinPercepMetric], progress: bool = True
+) -> list[dict[str, float | str]]:
+    """Score every pair with every metric, one image at a time; returns ``[{"image": key, name: score, ...}]``.
+
+    Reference metrics need every pair to have an HR image; an SR/HR size mismatch is an error naming both files.
+    """
+    needs_reference = [name for name, metric in metrics.items() if metric.spec.needs_reference]
+    if needs_reference and any(pair.image_hr is None for pair in pairs):
+        raise ValueError(f"full-reference metrics {', '.join(needs_reference)} need HR images (--hr DIR).")
+    rows = []
+    for pair in tqdm(pairs, desc="evaluating", unit="img", disable=not progress, file=sys.stderr):
+        image_sr = load_image(pair.image_sr)
+        image_hr = load_image(pair.image_hr) if pair.image_hr is not None else None
+        if image_hr is not None and image_hr.size != image_sr.size:
+            raise FinPercepImageError(
+                f"{pair.image_sr} is {image_sr.size[0]}x{image_sr.size[1]} but its HR image {pair.image_hr} is "
+                f"{image_hr.size[0]}x{image_hr.size[1]}."
+            )
+        tensor_sr = pil_to_tensor(image_sr).unsqueeze(0)
+        tensor_hr = pil_to_tensor(image_hr).unsqueeze(0) if image_hr is not None else None
+        row: dict[str, float | str] = {"image": pair.key}
+        for name, metric in metrics.items():
+            row[name] = metric(tensor_sr, tensor_hr).item()
+        rows.append(row)
+    return rows
+
+
+def summarize(rows: list[dict[str, float | str]], dataset: str, run: str) -> list[FinPercepResult]:
+    """Mean of each metric column of `evaluate_pairs`' rows (NaN scores left out) as table records."""
+    if not rows:
+        return []
+    results = []
+    for name in (key for key in rows[0] if key != "image"):
+        values = [row[name] for row in rows if not math.isnan(row[name])]
+        results.append(FinPercepResult(dataset, name, run, sum(values) / len(values) if values else math.nan))
+    return results
+
+
+__all__ = ["FinPercepImagePair", "evaluate_pairs", "pair_images", "summarize"]

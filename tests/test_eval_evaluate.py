@@ -1,0 +1,110 @@
+"""``finpercep evaluate`` and its engine on real skimage photos: pairing, per-image and mean scores, the
+paper-layout outputs, merged tables and the promised errors."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFilter
+
+from finpercep_hf.cli import main
+from finpercep_hf.evaluation.suite import pair_images
+from finpercep_hf.images import FinPercepImageError, load_image, pil_to_tensor
+from finpercep_hf.models import FinPercepRewardModel
+
+
+@pytest.fixture
+def sr_hr_dirs(skimage_photos, tmp_path):
+    """hr/<name>.png, blur/<name>.png (Gaussian blur) and noise/<name>.jpg (JPEG quality 30)."""
+    for name, photo in list(skimage_photos.items())[:3]:
+        photo = photo.crop((0, 0, 64, 48))
+        for directory in ("hr", "blur", "noise"):
+            (tmp_path / directory).mkdir(exist_ok=True)
+        photo.save(tmp_path / "hr" / f"{name}.png")
+        photo.filter(ImageFilter.GaussianBlur(2)).save(tmp_path / "blur" / f"{name}.png")
+        photo.save(tmp_path / "noise" / f"{name}.jpg", quality=30)
+    return tmp_path
+
+
+def numpy_psnr(path_sr, path_hr):
+    sr = np.asarray(load_image(path_sr), dtype=np.float64) / 255
+    hr = np.asarray(load_image(path_hr), dtype=np.float64) / 255
+    return 10 * np.log10(1 / np.mean((sr - hr) ** 2))
+
+
+def test_pair_images_matches_by_relative_name_across_extensions(sr_hr_dirs):
+    pairs = pair_images(sr_hr_dirs / "noise", sr_hr_dirs / "hr")
+    assert [pair.key for pair in pairs] == ["astronaut", "chelsea", "coffee"]
+    assert all(pair.image_sr.suffix == ".jpg" and pair.image_hr.suffix == ".png" for pair in pairs)
+    assert [pair.image_hr for pair in pair_images(sr_hr_dirs / "blur")] == [None] * 3
+    (sr_hr_dirs / "blur" / "extra.png").write_bytes((sr_hr_dirs / "hr" / "coffee.png").read_bytes())
+    with pytest.raises(FinPercepImageError, match="SR images with no HR image of the same name .*: extra"):
+        pair_images(sr_hr_dirs / "blur", sr_hr_dirs / "hr")
+    with pytest.raises(FinPercepImageError, match="HR images with no SR output .*: extra"):
+        pair_images(sr_hr_dirs / "hr", sr_hr_dirs / "blur")
+
+
+def test_evaluate_writes_paper_layout_with_runs_side_by_side(sr_hr_dirs, tiny_rm1_dir, capsys):
+    out = sr_hr_dirs / "out"
+    code = main(
+        ["evaluate", "--sr", f"w/ blur={sr_hr_dirs / 'blur'}", "--sr", str(sr_hr_dirs / "noise"),
+         "--hr", str(sr_hr_dirs / "hr"), "--dataset", "skimage", "--metrics", "psnr,ssim,finpercep",
+         "--rm", str(tiny_rm1_dir), "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    with (out / "per_image.csv").open() as handle:
+        per_image = list(csv.DictReader(handle))
+    assert [(row["run"], row["image"]) for row in per_image] == [
+        (run, name) for run in ("w/ blur", "noise") for name in ("astronaut", "chelsea", "coffee")
+    ]
+    for row in per_image:
+        directory, suffix = ("blur", ".png") if row["run"] == "w/ blur" else ("noise", ".jpg")
+        expected = numpy_psnr(
+            sr_hr_dirs / directory / f"{row['image']}{suffix}", sr_hr_dirs / "hr" / f"{row['image']}.png"
+        )
+        assert float(row["psnr"]) == pytest.approx(expected, abs=1e-3)
+    torch.manual_seed(0)
+    model = FinPercepRewardModel.from_pretrained(tiny_rm1_dir).eval()
+    with torch.no_grad():
+        expected_rm = model(pil_to_tensor(load_image(sr_hr_dirs / "noise" / "coffee.jpg"))[None]).global_score.item()
+    assert float(per_image[-1]["finpercep"]) == pytest.approx(expected_rm, abs=1e-5)
+
+    with (out / "metrics.csv").open() as handle:
+        table = list(csv.reader(handle))
+    assert table[0] == ["dataset", "metric", "w/ blur", "noise"]
+    assert [row[:2] for row in table[1:]] == [["skimage", "psnr"], ["skimage", "ssim"], ["skimage", "finpercep"]]
+    psnr_means = [np.mean([float(r["psnr"]) for r in per_image if r["run"] == run]) for run in ("w/ blur", "noise")]
+    assert [float(value) for value in table[1][2:]] == pytest.approx(psnr_means)
+    markdown = (out / "table.md").read_text().splitlines()
+    assert markdown[0] == "| Datasets | Metrics | w/ blur | noise |"
+    best = int(np.argmax(psnr_means))
+    psnr_cells = markdown[2].split(" | ")[2:]
+    assert markdown[2].startswith("| skimage | PSNR ↑ |")
+    assert psnr_cells[best].strip(" |").startswith("**") and not psnr_cells[1 - best].startswith("**")
+    assert "| Datasets | Metrics |" in capsys.readouterr().out
+
+
+def test_include_merges_tables_of_earlier_calls(sr_hr_dirs):
+    first, second = sr_hr_dirs / "first", sr_hr_dirs / "second"
+    common = ["--sr", f"ours={sr_hr_dirs / 'blur'}", "--hr", str(sr_hr_dirs / "hr"), "--metrics", "psnr"]
+    assert main(["evaluate", *common, "--dataset", "SetA", "--out", str(first)]) == 0
+    args = ["evaluate", *common, "--dataset", "SetB", "--include", str(first / "metrics.csv"), "--out", str(second)]
+    assert main(args) == 0
+    lines = (second / "table.md").read_text().splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| SetA", "| SetB"]
+
+
+def test_evaluate_reports_bad_input_and_missing_weights(sr_hr_dirs, capsys):
+    sr, hr = str(sr_hr_dirs / "blur"), str(sr_hr_dirs / "hr")
+    out = str(sr_hr_dirs / "out")
+    assert main(["evaluate", "--sr", sr, "--metrics", "psnr", "--out", out]) == 2
+    assert "full-reference metrics psnr need HR images" in capsys.readouterr().err
+    assert main(["evaluate", "--sr", sr, "--hr", hr, "--metrics", "fid", "--out", out]) == 2
+    assert "unknown metric 'fid'" in capsys.readouterr().err
+    weights = sr_hr_dirs / "empty-weights"
+    assert main(["evaluate", "--sr", sr, "--hr", hr, "--weights-dir", str(weights), "--out", out]) == 1
+    assert f"{weights}/pyiqa/LPIPS_v0.1_alex-df73285e.pth" in capsys.readouterr().err
+    Image.open(sr_hr_dirs / "hr" / "coffee.png").resize((32, 24)).save(sr_hr_dirs / "blur" / "coffee.png")
+    assert main(["evaluate", "--sr", sr, "--hr", hr, "--metrics", "ssim", "--out", out]) == 2
+    assert "coffee.png is 32x24 but its HR image" in capsys.readouterr().err
