@@ -23,6 +23,7 @@ import json
 import math
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,9 +114,11 @@ class GeneratorTrainerConfig:
 class LRHRDataset(Dataset):
     """LR/HR training pairs for SR generators: items ``{"image_lr": (3, h, w), "image_gt": (3, s*h, s*w)}`` in [0, 1].
 
-    ``images_gt`` are HR images (paths or PIL); with no ``images_lr`` paired, LR is the bicubic x``scale``
-    downsampling of the HR crop. Each item is a ``resolution`` crop of HR (random when ``random_crop``, else
-    centred) and the matching LR crop. Images smaller than ``resolution`` are an error naming the image.
+    ``images_gt`` are HR images (paths or PIL); with no ``images_lr`` paired, LR is made from the HR crop by
+    ``degrade(crop (3, H, W), seed) -> (3, H / scale, W / scale)`` (e.g. `finpercep_hf.data.degradations.degrade`,
+    seeded per item), or by bicubic x``scale`` downsampling when ``degrade`` is None. Each item is a
+    ``resolution`` crop of HR (random when ``random_crop``, else centred) and the matching LR. Images smaller than
+    ``resolution`` are an error naming the image.
     """
 
     def __init__(
@@ -126,6 +129,7 @@ class LRHRDataset(Dataset):
         scale: int = 4,
         random_crop: bool = True,
         seed: int = 0,
+        degrade: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
     ):
         if resolution % scale:
             raise ValueError(f"resolution {resolution} must be a multiple of the scale {scale}.")
@@ -136,6 +140,7 @@ class LRHRDataset(Dataset):
         self.images_gt, self.images_lr = images_gt, images_lr
         self.resolution, self.scale, self.random_crop = resolution, scale, random_crop
         self.rng = np.random.default_rng(seed)
+        self.degrade = degrade
 
     @classmethod
     def from_directory(cls, directory: str | Path, **kwargs) -> LRHRDataset:
@@ -168,12 +173,15 @@ class LRHRDataset(Dataset):
         else:
             left, top = (width - crop) // (2 * scale) * scale, (height - crop) // (2 * scale) * scale
         gt = image_gt.crop((left, top, left + crop, top + crop))
-        if self.images_lr is None:
-            lr = gt.resize((lr_crop, lr_crop), Image.BICUBIC)
-        else:
+        image_gt = pil_to_tensor(gt)
+        if self.images_lr is not None:
             box = (left // scale, top // scale, left // scale + lr_crop, top // scale + lr_crop)
-            lr = self._open(self.images_lr[index]).crop(box)
-        return {"image_lr": pil_to_tensor(lr), "image_gt": pil_to_tensor(gt)}
+            image_lr = pil_to_tensor(self._open(self.images_lr[index]).crop(box))
+        elif self.degrade is not None:
+            image_lr = self.degrade(image_gt, int(self.rng.integers(0, 2**31)))
+        else:
+            image_lr = pil_to_tensor(gt.resize((lr_crop, lr_crop), Image.BICUBIC))
+        return {"image_lr": image_lr, "image_gt": image_gt}
 
 
 class GeneratorTrainer:
