@@ -59,8 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _parse_run(value: str) -> tuple[str, Path]:
-    """``NAME=DIR`` or ``DIR`` -> (run name, directory); an existing path containing '=' is taken as a directory."""
+def parse_named_path(value: str) -> tuple[str, Path]:
+    """``NAME=PATH`` or ``PATH`` -> (name, path), the name defaulting to the path's last part; an existing path
+    containing '=' is taken as a path."""
     if "=" in value and not Path(value).exists():
         name, directory = value.split("=", 1)
         if name:
@@ -95,7 +96,7 @@ def _write_per_image(rows_by_run: dict[str, list[dict]], dataset: str, path: Pat
 
 def run(args: argparse.Namespace) -> int:
     try:
-        runs = [_parse_run(value) for value in args.sr]
+        runs = [parse_named_path(value) for value in args.sr]
         if len({name for name, _ in runs}) != len(runs):
             raise ValueError(f"run names must be unique, got {[name for name, _ in runs]} (use --sr NAME=DIR).")
         names = _metric_names(args)
@@ -130,4 +131,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["register", "run"]
+__all__ = ["parse_named_path", "register", "run"]
