@@ -232,7 +232,7 @@ class GeneratorTrainer:
             generator.add_lora(rank=args.rank, alpha=args.lora_alpha)
         elif not args.use_lora:
             generator.trainable_model.requires_grad_(True)
-        generator.to(self.accelerator.device, dtype=self.weight_dtype)
+        generator.to(self.accelerator.device, dtype=None if args.mixed_precision == "no" else self.weight_dtype)
         if args.gradient_checkpointing:
             generator.enable_gradient_checkpointing()
         self.reward.to(self.accelerator.device)

@@ -1,0 +1,108 @@
+"""`accelerate launch --num_processes 2 --cpu training_scripts/train_refl.py`: train, checkpoint, resume, load LoRA."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import StableDiffusionUpscalePipeline
+from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from finpercep_hf.generators import save_tiny_sd_upscaler
+
+SCRIPT = Path(__file__).resolve().parents[1] / "training_scripts" / "train_refl.py"
+
+
+def launch(arguments: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT), *arguments]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+def tensorboard_tags(log_dir: Path) -> dict[str, list]:
+    tags = {"scalars": {}, "images": set()}
+    for events in log_dir.rglob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events), size_guidance={"images": 0, "scalars": 0})
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            tags["scalars"].setdefault(tag, []).extend((e.step, e.value) for e in accumulator.Scalars(tag))
+        tags["images"].update(accumulator.Tags()["images"])
+    return tags
+
+
+def test_two_process_run_checkpoints_resumes_and_writes_loadable_lora(make_rm, tiny_rm1_dir, skimage_photos, tmp_path):
+    upscaler = save_tiny_sd_upscaler(tmp_path / "tiny-upscaler")
+    rm0 = tmp_path / "rm-stage0"
+    make_rm(stage=0).save_pretrained(rm0)
+    hr_dir = tmp_path / "hr"
+    hr_dir.mkdir()
+    for name, photo in skimage_photos.items():
+        photo.save(hr_dir / f"{name}.png")
+    output_dir = tmp_path / "refl"
+    common = [
+        "--pretrained_model_name_or_path", str(upscaler), "--train_data_dir", str(hr_dir), "--resolution", "32",
+        "--reward_schedule", f"0:{rm0},3:{tiny_rm1_dir}", "--reward", "finpercep", "--use_lora", "--rank", "4",
+        "--output_dir", str(output_dir), "--checkpointing_steps", "2", "--checkpoints_total_limit", "1",
+        "--validation_steps", "2", "--num_validation_images", "2", "--validation_inference_steps", "2",
+        "--num_inference_steps", "2", "--min_stop_step", "1", "--train_batch_size", "1",
+        "--gradient_accumulation_steps", "1", "--learning_rate", "1e-2", "--report_to", "tensorboard",
+    ]
+
+    launch([*common, "--max_train_steps", "2"], cwd=tmp_path)
+    assert (output_dir / "checkpoint-2" / "pytorch_lora_weights.safetensors").is_file()
+    assert not (output_dir / "checkpoint-2" / "model.safetensors").exists()  # LoRA only, not the frozen UNet
+    resumed = launch([*common, "--max_train_steps", "4", "--resume_from_checkpoint", "latest"], cwd=tmp_path)
+    assert "Resumed from" in resumed.stdout + resumed.stderr and "checkpoint-2 at step 2" in resumed.stdout
+
+    # Checkpoints: atomic (no .tmp left), pruned to the limit, with the trainer and curriculum state.
+    assert sorted(p.name for p in output_dir.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-4"]
+    callback_state = torch.load(output_dir / "checkpoint-4" / "custom_checkpoint_0.pkl", weights_only=False)
+    assert [(s["step"], s["stage"]) for s in callback_state["switches"]] == [(0, 0), (3, 1)]
+
+    # Validation image logs: panels at every validation, PDM heatmaps once RM_1 (with a map) rewards.
+    assert {p.name for p in (output_dir / "validation" / "step-2").iterdir()} == {"0_panel.png", "1_panel.png"}
+    assert {"0_pdm.png", "1_pdm.png"} <= {p.name for p in (output_dir / "validation" / "step-4").iterdir()}
+    tags = tensorboard_tags(output_dir / "logs")
+    assert {"validation/panels", "validation/pdm"} <= tags["images"]
+    assert sorted(step for step, _ in tags["scalars"]["validation/hacking_gap"]) == [2, 4]
+    assert sorted(step for step, _ in tags["scalars"]["train/loss"]) == [1, 2, 3, 4]
+    assert [(step, value) for step, value in tags["scalars"]["curriculum/stage"] if value == 1.0] == [(3, 1.0)]
+    card = (output_dir / "README.md").read_text()
+    assert "refl" in card and str(tiny_rm1_dir) in card and "hacking_gap" in card
+
+    # The final LoRA loads into the diffusers pipeline and changes its UNet.
+    saved = load_file(output_dir / "pytorch_lora_weights.safetensors")
+    assert saved and any("lora" in key and tensor.abs().sum() > 0 for key, tensor in saved.items())
+    pipeline = StableDiffusionUpscalePipeline.from_pretrained(str(upscaler))
+    torch.manual_seed(0)
+    sample = torch.randn(1, 7, 8, 8)
+    embeds = torch.randn(1, 77, pipeline.unet.config.cross_attention_dim)
+    labels = torch.tensor([20])
+    with torch.no_grad():
+        base = pipeline.unet(sample, 500, encoder_hidden_states=embeds, class_labels=labels).sample
+        pipeline.load_lora_weights(str(output_dir))
+        tuned = pipeline.unet(sample, 500, encoder_hidden_states=embeds, class_labels=labels).sample
+    assert not torch.allclose(base, tuned)
+
+
+@pytest.mark.parametrize("flag", [["--dataset", "x", "--train_data_dir", "y"], ["--degradation", "sinc"]])
+def test_script_rejects_bad_data_flags(flag, tmp_path):
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import train_refl
+    finally:
+        sys.path.pop(0)
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(train_refl.ScriptArguments)
+    (script_args,) = parser.parse_args_into_dataclasses(
+        ["--pretrained_model_name_or_path", "p", "--reward_schedule", "0:r", *flag]
+    )
+    with pytest.raises(ValueError, match="--train_data_dir or --dataset|--degradation"):
+        train_refl.build_datasets(script_args)
