@@ -1,6 +1,7 @@
-"""``finpercep evaluate``: the Table-1 metric suite over SR outputs, written as metrics.csv + table.md.
+"""``finpercep evaluate``: the Table-1 metric suite over SR outputs (given, or generated from LR images by an SR
+generator first), written as metrics.csv + table.md.
 
-Exit codes: 0 done, 1 a metric could not be built (missing weights, reward model or pyiqa), 2 bad input
+Exit codes: 0 done, 1 a metric or generator could not be built (missing weights, reward model, pyiqa), 2 bad input
 (directories, unpaired or unreadable images, unknown metric names).
 """
 
@@ -11,6 +12,7 @@ import csv
 import sys
 from pathlib import Path
 
+from ..evaluation.generate import generate_sr_directory, load_generator
 from ..evaluation.metrics import PAPER_METRICS, FinPercepMissingWeightsError, build_metric, get_metric_spec
 from ..evaluation.suite import evaluate_pairs, pair_images, summarize
 from ..evaluation.table import read_results_csv, results_to_markdown, write_results_csv
@@ -30,10 +32,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sr",
         action="append",
-        required=True,
+        default=[],
         metavar="[NAME=]DIR",
         help="Directory of SR outputs; repeat for runs side by side. NAME is the run's column (default: DIR's name).",
     )
+    parser.add_argument(
+        "--generator",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH",
+        help="Run this SR generator on --lr first (a generator training run directory with LoRA weights or unet/, "
+        "or an SD-x4-upscaler pipeline); its outputs go to OUT/sr/NAME and are evaluated as a run. Repeatable.",
+    )
+    parser.add_argument("--lr", type=Path, default=None, help="Directory of LR inputs for --generator.")
+    parser.add_argument(
+        "--base-model", default=None, help="Base pipeline of a --generator run (default: its model card's)."
+    )
+    parser.add_argument("--num-inference-steps", type=int, default=None, help="Sampling steps of --generator.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of --generator sampling (per image).")
     parser.add_argument(
         "--hr", type=Path, default=None, help="Directory of HR references (needed by LPIPS/PSNR/SSIM)."
     )
@@ -96,13 +112,19 @@ def _write_per_image(rows_by_run: dict[str, list[dict]], dataset: str, path: Pat
 
 def run(args: argparse.Namespace) -> int:
     try:
-        runs = [parse_named_path(value) for value in args.sr]
+        generators = [parse_named_path(value) for value in args.generator]
+        runs = [parse_named_path(value) for value in args.sr] + [
+            (name, args.out / "sr" / name) for name, _ in generators
+        ]
+        if not runs:
+            raise ValueError("nothing to evaluate: pass --sr DIR and/or --generator PATH --lr DIR.")
+        if generators and args.lr is None:
+            raise ValueError("--generator needs --lr DIR (the LR inputs to super-resolve).")
         if len({name for name, _ in runs}) != len(runs):
-            raise ValueError(f"run names must be unique, got {[name for name, _ in runs]} (use --sr NAME=DIR).")
+            raise ValueError(f"run names must be unique, got {[name for name, _ in runs]} (use NAME=PATH).")
         names = _metric_names(args)
-        pairs_by_run = {name: pair_images(directory, args.hr) for name, directory in runs}
         included = [result for path in args.include for result in read_results_csv(path)]
-    except (FinPercepImageError, KeyError, ValueError, OSError) as error:
+    except (KeyError, ValueError, OSError) as error:
         print(f"error: {error.args[0] if isinstance(error, KeyError) else error}", file=sys.stderr)
         return 2
     try:
@@ -110,6 +132,23 @@ def run(args: argparse.Namespace) -> int:
     except (FinPercepMissingWeightsError, FinPercepCheckpointError, ImportError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    for name, path in generators:
+        try:
+            generator = load_generator(path, args.base_model, args.num_inference_steps).to(args.device)
+        except (OSError, ValueError) as error:
+            print(f"error: could not load the generator {path}: {error}", file=sys.stderr)
+            return 1
+        print(f"{name}: super-resolving {args.lr}", file=sys.stderr)
+        try:
+            generate_sr_directory(generator, args.lr, args.out / "sr" / name, seed=args.seed)
+        except (FinPercepImageError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    try:
+        pairs_by_run = {name: pair_images(directory, args.hr) for name, directory in runs}
+    except FinPercepImageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
     dataset = args.dataset or (args.hr.name if args.hr is not None else "images")
     rows_by_run, results = {}, list(included)

@@ -1,0 +1,78 @@
+"""Running an SR generator over a directory of LR images before evaluation (``finpercep evaluate --generator``).
+
+`load_generator` accepts what the generator trainers write and what diffusers publishes:
+
+* a training run directory with LoRA weights (``pytorch_lora_weights.safetensors``): the base pipeline comes from
+  ``base_model`` or, when that is None, from the ``base_model`` field of the run's model card (README.md);
+* a training run directory with a full UNet (``unet/``, trained without LoRA): the same, with that UNet swapped in;
+* a `StableDiffusionUpscalePipeline` checkpoint (local directory or Hub id).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..images import list_images, load_image, pil_to_tensor, tensor_to_pil
+
+
+def _run_base_model(run_dir: Path, base_model: str | None) -> str:
+    if base_model is not None:
+        return base_model
+    card_path = run_dir / "README.md"
+    if card_path.is_file():
+        from huggingface_hub import ModelCard
+
+        found = ModelCard.load(card_path).data.to_dict().get("base_model")
+        if found:
+            return found[0] if isinstance(found, list) else found
+    raise ValueError(f"{run_dir} holds generator weights but names no base pipeline: pass --base-model PIPELINE.")
+
+
+def load_generator(path: str | os.PathLike, base_model: str | None = None, num_inference_steps: int | None = None):
+    """Load an SR generator ([`SDUpscalerGenerator`]) from a training run or a pipeline (see the module docstring)."""
+    from diffusers import StableDiffusionUpscalePipeline, UNet2DConditionModel
+
+    from ..generators import LORA_WEIGHT_NAME, SDUpscalerGenerator
+
+    options = {} if num_inference_steps is None else {"num_inference_steps": num_inference_steps}
+    path = Path(path)
+    has_lora, has_unet = (path / LORA_WEIGHT_NAME).is_file(), (path / "unet").is_dir()
+    if not (has_lora or has_unet) or (path / "model_index.json").is_file():
+        return SDUpscalerGenerator.from_pretrained(str(path), **options)
+    pipeline = StableDiffusionUpscalePipeline.from_pretrained(
+        _run_base_model(path, base_model), safety_checker=None, watermarker=None
+    )
+    if has_lora:
+        pipeline.load_lora_weights(str(path), weight_name=LORA_WEIGHT_NAME)
+    else:
+        pipeline.unet = UNet2DConditionModel.from_pretrained(path / "unet")
+    return SDUpscalerGenerator.from_pipeline(pipeline, **options)
+
+
+def generate_sr_directory(
+    generator, lr_dir: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0, progress: bool = True
+) -> Path:
+    """Super-resolve every image of ``lr_dir`` (recursively) into ``out_dir`` as PNG with the same relative name.
+
+    Each image is sampled alone with a ``torch.Generator`` seeded by ``seed``, so a result does not depend on the
+    other images. Returns ``out_dir``.
+    """
+    lr_dir, out_dir = Path(lr_dir), Path(out_dir)
+    paths = list_images([lr_dir])
+    if not paths:
+        raise ValueError(f"LR directory {lr_dir} contains no images.")
+    for path in tqdm(paths, desc="super-resolving", unit="img", disable=not progress, file=sys.stderr):
+        image_lr = pil_to_tensor(load_image(path)).unsqueeze(0)
+        sample = generator.sample(image_lr, generator=torch.Generator().manual_seed(seed))
+        target = (out_dir / path.relative_to(lr_dir)).with_suffix(".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tensor_to_pil(sample.images[0].float().cpu()).save(target)
+    return out_dir
+
+
+__all__ = ["generate_sr_directory", "load_generator"]
