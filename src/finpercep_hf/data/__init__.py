@@ -1,0 +1,32 @@
+"""The FGR dataset (paper Sec. 3.3): degradation, SR pool, masks and region swap, pdm_target maps, the builder."""
+
+from .artifacts import ARTIFACT_KINDS, ArtifactGenerator
+from .degradations import DegradationConfig, degrade
+from .fgr import FGR_FEATURES, SKIMAGE_PHOTOS, FGRBuildConfig, FGRSynthesizer, build_fgr, push_fgr_to_hub
+from .masks import MASK_TYPES, SemanticMasker, random_mask, region_swap
+from .pdm_targets import PDMTargetBuilder
+from .sr_pool import AdapterSR, ClassicalUpsampler, DiffusersSR, SRModel, SRPool, load_sr_model
+
+__all__ = [
+    "ARTIFACT_KINDS",
+    "AdapterSR",
+    "ArtifactGenerator",
+    "ClassicalUpsampler",
+    "DegradationConfig",
+    "DiffusersSR",
+    "FGRBuildConfig",
+    "FGRSynthesizer",
+    "FGR_FEATURES",
+    "MASK_TYPES",
+    "PDMTargetBuilder",
+    "SKIMAGE_PHOTOS",
+    "SRModel",
+    "SRPool",
+    "SemanticMasker",
+    "build_fgr",
+    "degrade",
+    "load_sr_model",
+    "push_fgr_to_hub",
+    "random_mask",
+    "region_swap",
+]

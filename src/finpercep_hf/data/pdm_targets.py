@@ -1,0 +1,141 @@
+"""Ground-truth Perceptual Degradation Maps (paper Eq. 4).
+
+    pdm_target = Normalize(alpha * Diff_pixel + (1 - alpha) * Diff_feat)
+    Diff_pixel = |image_syn - image_gt|, averaged over the 3 channels
+    Diff_feat  = 1 - cos(f_syn, f_gt), f = DINOv3 patch features (CLS and register tokens skipped), upsampled
+                 bilinearly from the patch grid to (H, W)
+    Normalize  = divide by a dataset-level scale (a high percentile of the raw map, estimated once per dataset and
+                 stored in the dataset card), then clip to [0, 1]
+
+Offline fallback (no DINOv3 checkpoint): ``Diff_feat = 1 - SSIM_local(image_syn, image_gt)``, the channel mean of
+the local SSIM map (Gaussian window of ``ssim_window`` pixels, ``kornia.metrics.ssim``), clipped to >= 0. Like the
+DINOv3 term it responds to structure and texture changes rather than plain intensity offsets; unlike it, it has no
+semantics. The dataset card records which feature term a dataset was built with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import kornia
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class PDMTargetBuilder:
+    """Computes ``pdm_target`` maps from (``image_syn``, ``image_gt``) pairs.
+
+    Args:
+        dino: a DINOv3 checkpoint id or path, a loaded ``DINOv3ViTModel``, or None for the ``1 - SSIM`` fallback.
+        alpha: weight of the pixel term (paper default 0.5; 1 keeps only the pixel term).
+        scale: the dataset-level normalisation scale; set it, or estimate it with ``estimate_scale``, before
+            calling the builder.
+        ssim_window: window of the fallback's local SSIM (odd).
+        image_mean, image_std: normalisation of the DINOv3 inputs (ImageNet's, as the LVD-1689M checkpoints).
+        device: where the DINOv3 model runs.
+    """
+
+    def __init__(
+        self,
+        dino=None,
+        alpha: float = 0.5,
+        scale: float | None = None,
+        ssim_window: int = 11,
+        image_mean: tuple[float, float, float] = IMAGENET_MEAN,
+        image_std: tuple[float, float, float] = IMAGENET_STD,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
+        if scale is not None and scale <= 0:
+            raise ValueError(f"scale must be positive, got {scale}.")
+        if ssim_window % 2 == 0:
+            raise ValueError(f"ssim_window must be odd, got {ssim_window}.")
+        if isinstance(dino, str):
+            from transformers import DINOv3ViTModel
+
+            dino = DINOv3ViTModel.from_pretrained(dino)
+        self.device = torch.device(device or "cpu")
+        self.dino = dino.to(self.device).eval() if dino is not None else None
+        self.alpha, self.scale, self.ssim_window = alpha, scale, ssim_window
+        self.image_mean = torch.tensor(image_mean).view(1, 3, 1, 1)
+        self.image_std = torch.tensor(image_std).view(1, 3, 1, 1)
+
+    @property
+    def feature_name(self) -> str:
+        """``"dinov3:<checkpoint>"`` or ``"1-ssim"``: which feature term the maps use."""
+        if self.dino is None:
+            return "1-ssim"
+        return f"dinov3:{self.dino.config.name_or_path or 'unnamed'}"
+
+    @staticmethod
+    def pixel_term(image_syn: torch.Tensor, image_gt: torch.Tensor) -> torch.Tensor:
+        """``|image_syn - image_gt|`` averaged over channels: (B, 3, H, W) x 2 -> (B, 1, H, W) in [0, 1]."""
+        return (image_syn - image_gt).abs().mean(dim=1, keepdim=True)
+
+    @torch.no_grad()
+    def dino_patch_features(self, images: torch.Tensor) -> torch.Tensor:
+        """DINOv3 patch tokens of (B, 3, H, W) images in [0, 1] as a (B, D, H / p, W / p) grid.
+
+        The images are resized (bilinear) to the nearest multiple of the patch size p first; the CLS and register
+        tokens are dropped.
+        """
+        patch = self.dino.config.patch_size
+        grid = (max(1, round(images.shape[-2] / patch)), max(1, round(images.shape[-1] / patch)))
+        pixels = F.interpolate(images, size=(grid[0] * patch, grid[1] * patch), mode="bilinear", align_corners=False)
+        pixels = ((pixels - self.image_mean) / self.image_std).to(self.device, self.dino.dtype)
+        tokens = self.dino(pixel_values=pixels).last_hidden_state
+        patches = tokens[:, 1 + self.dino.config.num_register_tokens :]
+        return patches.transpose(1, 2).reshape(images.shape[0], -1, *grid).float().cpu()
+
+    def feature_term(self, image_syn: torch.Tensor, image_gt: torch.Tensor) -> torch.Tensor:
+        """``1 - cos`` of DINOv3 patch features (or ``1 - SSIM`` offline), (B, 1, H, W), >= 0."""
+        if self.dino is None:
+            ssim = kornia.metrics.ssim(image_syn, image_gt, window_size=self.ssim_window)
+            return (1 - ssim.mean(dim=1, keepdim=True)).clamp(min=0)
+        features = self.dino_patch_features(torch.cat([image_syn, image_gt]))
+        feature_syn, feature_gt = features.chunk(2)
+        distance = 1 - F.cosine_similarity(feature_syn, feature_gt, dim=1, eps=1e-8)[:, None]
+        distance = F.interpolate(distance, size=image_syn.shape[-2:], mode="bilinear", align_corners=False)
+        return distance.clamp(min=0)
+
+    def raw(self, image_syn: torch.Tensor, image_gt: torch.Tensor) -> torch.Tensor:
+        """The un-normalised map ``alpha * Diff_pixel + (1 - alpha) * Diff_feat``: (B, 1, H, W) float32, >= 0.
+
+        Args:
+            image_syn, image_gt: (B, 3, H, W) float in [0, 1].
+        """
+        if image_syn.shape != image_gt.shape or image_syn.ndim != 4 or image_syn.shape[1] != 3:
+            raise ValueError(
+                f"image_syn {tuple(image_syn.shape)} and image_gt {tuple(image_gt.shape)} must both be (B, 3, H, W)."
+            )
+        image_syn, image_gt = image_syn.float().cpu(), image_gt.float().cpu()
+        out = self.alpha * self.pixel_term(image_syn, image_gt)
+        if self.alpha < 1:
+            out = out + (1 - self.alpha) * self.feature_term(image_syn, image_gt)
+        return out
+
+    def normalize(self, raw: torch.Tensor) -> torch.Tensor:
+        """``clip(raw / scale, 0, 1)``; needs ``scale``."""
+        if self.scale is None:
+            raise ValueError("PDMTargetBuilder.scale is not set: pass scale= or call estimate_scale() first.")
+        return (raw / self.scale).clamp(0, 1)
+
+    def __call__(self, image_syn: torch.Tensor, image_gt: torch.Tensor) -> torch.Tensor:
+        """``pdm_target``: (B, 3, H, W) x 2 in [0, 1] -> (B, 1, H, W) float32 in [0, 1]."""
+        return self.normalize(self.raw(image_syn, image_gt))
+
+    def estimate_scale(self, raw_maps: Iterable[torch.Tensor], percentile: float = 99.0) -> float:
+        """Set and return ``scale`` = the ``percentile`` of all pixels of ``raw_maps`` (maps from ``raw``)."""
+        values = np.concatenate([raw.detach().float().cpu().numpy().ravel() for raw in raw_maps])
+        if values.size == 0:
+            raise ValueError("estimate_scale needs at least one raw map.")
+        self.scale = max(float(np.percentile(values, percentile)), 1e-6)
+        return self.scale
+
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PDMTargetBuilder"]

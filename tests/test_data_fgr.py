@@ -1,0 +1,162 @@
+"""The FGR builder: the mini preset round-trips through load_dataset; resume, skipping, the card, the CLI."""
+
+import json
+import threading
+
+import datasets
+import numpy as np
+import pytest
+from PIL import Image
+
+from finpercep_hf.data import ARTIFACT_KINDS, FGRBuildConfig, build_fgr
+from finpercep_hf.data.fgr import FGRSynthesizer
+
+STRING_COLUMNS = ("sr_model", "artifact_kind", "mask_type", "source_id")
+
+
+def tiny_config(**overrides) -> FGRBuildConfig:
+    """The mini preset shrunk to seconds: 64 px crops, few samples, small shards."""
+    values = {
+        "num_samples": 10,
+        "crop_size": 64,
+        "samples_per_shard": 4,
+        "calibration_samples": 4,
+        "skimage_photos": ("astronaut", "coffee"),
+    }
+    values.update(overrides)
+    return FGRBuildConfig.mini(**values)
+
+
+def rows_of(path) -> list[dict]:
+    dataset = datasets.load_dataset(str(path), split="train")
+    return [
+        {key: np.asarray(value) if isinstance(value, Image.Image) else value for key, value in row.items()}
+        for row in dataset
+    ]
+
+
+def test_mini_preset_defaults_cover_the_artifact_pool():
+    config = FGRBuildConfig.mini()
+    assert config.crop_size in range(128, 257) and config.num_samples >= 200
+    assert {f"artifact:{kind}" for kind in ARTIFACT_KINDS} <= set(config.sr_models)
+    assert {"bicubic", "lanczos"} <= set(config.sr_models)
+    assert set(config.mask_types) == {"rectangle", "stroke"}
+    assert config.dino is None and config.sam is None
+
+
+def test_mini_build_reads_back_with_promised_columns_and_types(tmp_path):
+    config = tiny_config()
+    path = build_fgr(config, tmp_path / "fgr", progress=False)
+    assert sorted(p.name for p in (path / "data").glob("*.parquet")) == [
+        f"train-0000{i}-of-00003.parquet" for i in range(3)
+    ]
+    dataset = datasets.load_dataset(str(path), split="train")
+    assert len(dataset) == 10
+    row = dataset[3]
+    for key in ("image_gt", "image_sr", "image_syn"):
+        assert row[key].mode == "RGB" and row[key].size == (64, 64)
+    assert row["mask"].mode == "L" and set(np.unique(np.asarray(row["mask"]))) <= {0, 255}
+    pdm = np.asarray(row["pdm_target"])
+    assert row["pdm_target"].mode == "F" and pdm.dtype == np.float32 and pdm.shape == (64, 64)
+    assert 0 <= pdm.min() and pdm.max() <= 1 and pdm.max() > 0
+    for key in STRING_COLUMNS:
+        assert isinstance(row[key], str) and row[key]
+    assert isinstance(row["degradation_seed"], int) and row["sample_index"] == 3
+    assert row["source_id"] in ("skimage:astronaut", "skimage:coffee")
+    mask = np.asarray(row["mask"]) / 255
+    assert row["mask_area"] == pytest.approx(mask.mean(), abs=1e-6)
+    # image_syn is image_gt outside the mask and image_sr inside it (8-bit storage of the exact swap)
+    gt, sr, syn = (np.asarray(row[key]) for key in ("image_gt", "image_sr", "image_syn"))
+    assert (syn[mask == 0] == gt[mask == 0]).all() and (syn[mask == 1] == sr[mask == 1]).all()
+    # the card records the scale that the build file holds, and makes load_dataset work with no script
+    record = json.loads((path / "fgr_build.json").read_text())
+    card = (path / "README.md").read_text()
+    assert f"{record['pdm_scale']:.6g}" in card and "path: data/train-*" in card and "1-ssim" in card
+
+
+def test_rows_are_reproducible_and_differ_across_seeds():
+    first, again = FGRSynthesizer(tiny_config()), FGRSynthesizer(tiny_config())
+    other = FGRSynthesizer(tiny_config(seed=1))
+    a, b, c = (s.synthesize(5) for s in (first, again, other))
+    assert a["degradation_seed"] == b["degradation_seed"] != c["degradation_seed"]
+    for key in ("image_gt", "image_sr", "image_syn", "mask", "raw_pdm"):
+        assert a[key].equal(b[key])
+    assert not a["image_sr"].equal(c["image_sr"])
+
+
+def test_resume_after_an_interrupted_build_gives_the_same_rows(tmp_path, monkeypatch):
+    config = tiny_config()
+    reference = rows_of(build_fgr(config, tmp_path / "full", progress=False))
+    original = FGRSynthesizer.sample
+    built = []
+
+    def dies_at_sample_5(self, index):
+        if index == 5:
+            raise KeyboardInterrupt
+        return original(self, index)
+
+    def counts_samples(self, index):
+        built.append(index)
+        return original(self, index)
+
+    monkeypatch.setattr(FGRSynthesizer, "sample", dies_at_sample_5)
+    with pytest.raises(KeyboardInterrupt):
+        build_fgr(config, tmp_path / "resumed", progress=False)
+    data = tmp_path / "resumed" / "data"
+    assert sorted(p.name for p in data.iterdir()) == ["train-00000-of-00003.parquet"]  # no partial shard left
+    monkeypatch.setattr(FGRSynthesizer, "sample", counts_samples)
+    resumed = rows_of(build_fgr(config, tmp_path / "resumed", progress=False))
+    assert built == list(range(4, 10))  # shards 1 and 2 only
+    assert len(resumed) == len(reference) == 10
+    for got, want in zip(resumed, reference):
+        assert got.keys() == want.keys()
+        for key in want:
+            assert np.array_equal(got[key], want[key]) if isinstance(want[key], np.ndarray) else got[key] == want[key]
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    build_fgr(tiny_config(num_samples=4), tmp_path / "fgr", progress=False)
+    with pytest.raises(ValueError, match="different FGR build"):
+        build_fgr(tiny_config(num_samples=4, seed=3), tmp_path / "fgr", progress=False)
+
+
+def test_corrupt_source_is_skipped_with_a_warning(tmp_path, skimage_photos, caplog):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    skimage_photos["astronaut"].save(photos / "a.png")
+    (photos / "b.png").write_bytes(b"not a png at all")
+    config = tiny_config(images=[str(photos)], num_samples=6)
+    with caplog.at_level("WARNING", logger="finpercep_hf.data.fgr"):
+        path = build_fgr(config, tmp_path / "fgr", progress=False)
+    rows = datasets.load_dataset(str(path), split="train")
+    assert list(rows["sample_index"]) == [0, 2, 4]  # the odd samples come from b.png
+    assert {row.endswith("a.png") for row in rows["source_id"]} == {True}
+    skipped = [record.getMessage() for record in caplog.records if "skipped" in record.getMessage()]
+    assert len(skipped) >= 3 and all("b.png" in message for message in skipped)
+
+
+def test_two_processes_split_the_shards(tmp_path):
+    config = tiny_config()
+    reference = rows_of(build_fgr(config, tmp_path / "one", progress=False))
+    ranks = [
+        threading.Thread(
+            target=build_fgr,
+            args=(config, tmp_path / "two"),
+            kwargs={
+                "process_index": rank,
+                "num_processes": 2,
+                "progress": False,
+                "poll_seconds": 0.05,
+                "num_threads": None,
+            },
+        )
+        for rank in (1, 0)
+    ]
+    for rank in ranks:
+        rank.start()
+    for rank in ranks:
+        rank.join(timeout=120)
+    assert (tmp_path / "two" / "README.md").is_file()
+    two = rows_of(tmp_path / "two")
+    assert [row["sample_index"] for row in two] == list(range(10))
+    assert all(np.array_equal(a["pdm_target"], b["pdm_target"]) for a, b in zip(two, reference))
