@@ -88,4 +88,28 @@ def push_reward_model_to_hub(
     return str(url)
 
 
-__all__ = ["card_template_path", "push_reward_model_to_hub", "render_model_card", "save_reward_model"]
+def push_stage_dirs_to_hub(output_dir: str | Path, repo_id: str, stages: list[int]) -> str:
+    """Upload every ``finpercep-rm-stage{k}`` dir of a training run into ``repo_id`` as a sub-folder, and the last
+    stage also at the repo root (so ``from_pretrained(repo_id)`` gives RM_N and ``subfolder=...`` any RM_k)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, exist_ok=True)
+    output_dir = Path(output_dir)
+    stage_dirs = [output_dir / f"finpercep-rm-stage{stage}" for stage in stages]
+    missing = [str(path) for path in stage_dirs if not path.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"stage checkpoints missing, nothing pushed: {missing}")
+    for path in stage_dirs:
+        api.upload_folder(repo_id=repo_id, folder_path=str(path), path_in_repo=path.name)
+    api.upload_folder(repo_id=repo_id, folder_path=str(stage_dirs[-1]))
+    return f"https://huggingface.co/{repo_id}"
+
+
+__all__ = [
+    "card_template_path",
+    "push_reward_model_to_hub",
+    "push_stage_dirs_to_hub",
+    "render_model_card",
+    "save_reward_model",
+]

@@ -1,0 +1,127 @@
+"""`RewardModelGrowthCallback`: applies CCL path 1 (progressive expansion) inside a `transformers.Trainer`.
+
+At each stage of the `CCLSchedule` it activates the stage's parameters (see `curriculum.growth`), drops the
+gradients of inactive ones before every optimizer step, and, when a stage ends, writes the merged plain checkpoint
+``<output_dir>/finpercep-rm-stage{k}`` (model, image processor, model card with the stage's eval metrics). RM_0 is
+written when training starts. Its state (the stages already written) survives ``resume_from_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
+
+from ..cards import save_reward_model
+from .growth import CCL_MODES, active_parameter_names, drop_inactive_gradients, export_stage_model
+from .schedule import CCLSchedule
+
+logger = logging.getLogger(__name__)
+
+
+def stage_dir_name(stage: int) -> str:
+    return f"finpercep-rm-stage{stage}"
+
+
+class RewardModelGrowthCallback(TrainerCallback, ExportableState):
+    """Grows the reward model at the ``schedule``'s stage boundaries and writes a checkpoint per stage.
+
+    Args:
+        schedule: RM-side schedule (`CCLSchedule.from_stage_steps`); stage 0, if listed first, is exported at the
+            start (it is the pre-trained CLIP-IQA and takes no steps).
+        ccl: ``"param"`` (grow stage by stage), ``"weight"`` or ``"none"`` (full model from step 0).
+        export_stage0: write ``finpercep-rm-stage0`` at the start.
+        evaluate_at_stage_end: ask the trainer to evaluate at each stage end and put the metrics in the card.
+        training_data: the dataset's name for the model cards.
+    """
+
+    def __init__(
+        self,
+        schedule: CCLSchedule,
+        ccl: str = "param",
+        export_stage0: bool = True,
+        evaluate_at_stage_end: bool = True,
+        training_data: str | None = None,
+    ):
+        if ccl not in CCL_MODES:
+            raise ValueError(f"ccl must be one of {CCL_MODES}, got {ccl!r}.")
+        self.schedule = schedule
+        self.ccl = ccl
+        self.export_stage0 = export_stage0
+        self.evaluate_at_stage_end = evaluate_at_stage_end
+        self.training_data = training_data
+        self.exported_stages: list[int] = []
+        self.current_stage: int | None = None
+        self._active: set[str] = set()
+        self._pending_export: int | None = None
+
+    def state(self) -> dict:
+        return {
+            "args": {
+                "schedule": self.schedule.to_dict(),
+                "ccl": self.ccl,
+                "export_stage0": self.export_stage0,
+                "evaluate_at_stage_end": self.evaluate_at_stage_end,
+                "training_data": self.training_data,
+            },
+            "attributes": {"exported_stages": list(self.exported_stages)},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> RewardModelGrowthCallback:
+        args = dict(state["args"])
+        args["schedule"] = CCLSchedule.from_dict(args["schedule"])
+        callback = cls(**args)
+        callback.exported_stages = list(state["attributes"]["exported_stages"])
+        return callback
+
+    def _activate(self, model, step: int) -> None:
+        stage = self.schedule.stage_at(step).stage
+        if stage != self.current_stage:
+            self._active = active_parameter_names(model, stage, self.ccl)
+            logger.info("CCL: stage %d from step %d (%d trainable tensors)", stage, step, len(self._active))
+            self.current_stage = stage
+
+    def _export(self, args, state, model, stage: int, metrics: dict[str, float] | None = None) -> None:
+        if stage in self.exported_stages:
+            return
+        if state.is_world_process_zero:
+            path = Path(args.output_dir) / stage_dir_name(stage)
+            plain = export_stage_model(model, stage, self.ccl)
+            card_metrics = {k.removeprefix("eval_"): v for k, v in (metrics or {}).items() if isinstance(v, float)}
+            save_reward_model(plain, path, metrics=card_metrics, training_data=self.training_data)
+            logger.info("wrote %s", path)
+        self.exported_stages.append(stage)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._activate(model, state.global_step)
+        if self.export_stage0 and state.global_step == 0:
+            self._export(args, state, model, 0)
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        self._activate(model, state.global_step)
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        drop_inactive_gradients(model, self._active)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        step = state.global_step  # steps done so far; the step just taken had index step - 1
+        ending = self.schedule.stage_at(step - 1)
+        if self.schedule.stage_at(step) is ending and step < state.max_steps:
+            return control
+        if self.evaluate_at_stage_end:
+            self._pending_export = ending.stage
+            control.should_evaluate = True
+        else:
+            self._export(args, state, model, ending.stage)
+        return control
+
+    def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
+        if self._pending_export is not None:
+            self._export(args, state, model, self._pending_export, metrics)
+            self._pending_export = None
+
+
+__all__ = ["RewardModelGrowthCallback", "stage_dir_name"]

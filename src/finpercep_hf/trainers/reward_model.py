@@ -1,0 +1,199 @@
+"""Training FinPercep-RM on FGR (paper Sec. 3.4-3.5.1): `FinPercepTrainingArguments` + `RewardModelTrainer`.
+
+Paper: *FinPercep-RM: A Fine-grained Reward Model and Co-evolutionary Curriculum for RL-based Real-world
+Super-Resolution* (Liu, Fan et al.).
+
+```python
+from finpercep_hf import FinPercepRewardModel
+from finpercep_hf.curriculum import CCLSchedule, RewardModelGrowthCallback, build_curriculum_model
+from finpercep_hf.trainers import FinPercepTrainingArguments, RewardModelTrainer
+
+args = FinPercepTrainingArguments(output_dir="runs/rm", stages="0,1,2,3", stage_steps="0,2000,2000,2000")
+rm0 = FinPercepRewardModel.from_clip("openai/clip-vit-base-patch16")
+model = build_curriculum_model(rm0, final_stage=args.final_stage, lora_ranks=args.lora_rank_list)
+trainer = RewardModelTrainer(model, args=args, train_dataset=fgr["train"], eval_dataset=fgr["test"],
+                             anchor_model=rm0, callbacks=[RewardModelGrowthCallback(args.schedule, ccl=args.ccl)])
+trainer.train()   # -> runs/rm/finpercep-rm-stage0 ... finpercep-rm-stage3
+```
+
+Each batch holds aligned (GT, SR, SYN, pdm_target, mask) crops. The three images run through the model in one
+forward; the loss is Eq. 8 over Eq. 5 (map, on SYN), Eq. 6 (rank, S_SR < S_SYN < S_GT) and Eq. 7 (align, S(GT) to the
+frozen RM_0's CLIP-IQA score of GT). In ``ccl="weight"`` mode ``lambda_map`` and ``lambda_rank`` ramp up per stage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from ..curriculum.growth import CCL_MODES, loss_weight_scale
+from ..curriculum.schedule import CCLSchedule
+from ..evaluation.rm_metrics import RMMetricsAccumulator
+from ..losses import align_loss, map_loss, rank_loss, total_loss
+from ..models import FinPercepRewardModel
+from .rm_collator import IMAGE_COLUMNS, FinPercepTripletCollator
+
+
+def _int_list(text: str, name: str) -> list[int]:
+    try:
+        return [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError as error:
+        raise ValueError(f"{name} must be comma-separated integers, got {text!r}.") from error
+
+
+@dataclass
+class FinPercepTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the FinPercep-RM losses, curriculum and data fields.
+
+    The paper publishes no loss weights or margins: every default of the "Losses" group is ours.
+    ``max_steps`` is set to the sum of ``stage_steps``.
+    """
+
+    # Losses (Eq. 5-8; defaults are ours)
+    lambda_map: float = field(default=1.0, metadata={"help": "Weight of L_map (Eq. 5, L1 on the PDM)."})
+    lambda_rank: float = field(default=1.0, metadata={"help": "Weight of L_rank (Eq. 6, triplet hinge)."})
+    lambda_align: float = field(default=1.0, metadata={"help": "Weight of L_align (Eq. 7, GT score anchor)."})
+    margin_sr: float = field(default=0.05, metadata={"help": "m1 of Eq. 6: margin of S_SYN over S_SR."})
+    margin_gt: float = field(default=0.05, metadata={"help": "m2 of Eq. 6: margin of S_GT over S_SYN."})
+    # Curriculum (CCL path 1)
+    ccl: str = field(
+        default="param",
+        metadata={"help": "'param' (grow stage by stage), 'weight' (full size, ramp lambda_map/rank), 'none'."},
+    )
+    stages: str = field(default="0,1,2,3", metadata={"help": "Comma-separated RM stages, e.g. '0,1,2,3'."})
+    stage_steps: str = field(
+        default="0,2000,2000,2000", metadata={"help": "Training steps per stage; stage 0 (CLIP-IQA) takes 0."}
+    )
+    lora_ranks: str = field(
+        default="", metadata={"help": "Encoder LoRA rank per stage >= 2, e.g. '4,8'; empty: 4, 8, 16, ..."}
+    )
+    # Data
+    crop_size: int = field(default=224, metadata={"help": "Training crop side (random crops at several scales)."})
+    augment: bool = field(default=True, metadata={"help": "Random crops, scales, flips and colour jitter."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the FGR image columns."})
+
+    def __post_init__(self):
+        stages, steps = _int_list(self.stages, "stages"), _int_list(self.stage_steps, "stage_steps")
+        if self.ccl not in CCL_MODES:
+            raise ValueError(f"ccl must be one of {CCL_MODES}, got {self.ccl!r}.")
+        if not stages or len(stages) != len(steps):
+            raise ValueError(f"stages {stages} and stage_steps {steps} must be non-empty and of equal length.")
+        if stages != list(range(stages[0], stages[-1] + 1)) or stages[0] not in (0, 1) or stages[-1] < 1:
+            raise ValueError(f"stages must be consecutive, start at 0 or 1 and reach at least 1, got {stages}.")
+        if stages[0] == 0 and steps[0] != 0:
+            raise ValueError("stage 0 is the pre-trained CLIP-IQA and takes no training steps: set its steps to 0.")
+        if sum(steps) < 1:
+            raise ValueError(f"stage_steps must add up to at least 1, got {steps}.")
+        self.max_steps = sum(steps)
+        ranks = _int_list(self.lora_ranks, "lora_ranks") or [4 * 2**i for i in range(stages[-1] - 1)]
+        if len(ranks) != stages[-1] - 1:
+            raise ValueError(f"lora_ranks needs one rank per stage 2..{stages[-1]}, got {ranks}.")
+        self.lora_rank_list = ranks
+        self.stage_list, self.stage_step_list = stages, steps
+        super().__post_init__()
+
+    @property
+    def final_stage(self) -> int:
+        return self.stage_list[-1]
+
+    @property
+    def schedule(self) -> CCLSchedule:
+        return CCLSchedule.from_stage_steps(self.stage_list, self.stage_step_list)
+
+
+class RewardModelTrainer(Trainer):
+    """A `transformers.Trainer` for FinPercep-RM: Eq. 8 loss over FGR triplets, per-term logging, RM metrics.
+
+    Args:
+        model: the curriculum model (`build_curriculum_model`), or any `FinPercepRewardModel` of stage >= 1.
+        args: `FinPercepTrainingArguments`.
+        anchor_model: the frozen pre-trained RM_0 for L_align and the score-drift metric; by default a frozen
+            export of ``model``'s stage 0 taken at construction.
+        data_collator: by default `FinPercepTripletCollator(args.crop_size, args.augment)` for training and a
+            non-augmenting one for evaluation.
+    """
+
+    def __init__(self, model: FinPercepRewardModel, args: FinPercepTrainingArguments, anchor_model=None, **kwargs):
+        from ..curriculum.growth import export_stage_model
+
+        kwargs.setdefault("data_collator", FinPercepTripletCollator(args.crop_size, args.augment))
+        super().__init__(model=model, args=args, **kwargs)
+        anchor = anchor_model if anchor_model is not None else export_stage_model(model, 0)
+        self.anchor_model = anchor.to(self.args.device).eval().requires_grad_(False)
+        self.eval_collator = FinPercepTripletCollator(args.crop_size, augment=False)
+        self.schedule = args.schedule
+        self._loss_terms: dict[str, list[float]] = defaultdict(list)
+
+    def _forward_triplet(self, model, inputs: dict[str, torch.Tensor]):
+        batch = inputs["image_gt"].shape[0]
+        pixel_values = torch.cat([inputs[column] for column in IMAGE_COLUMNS])
+        outputs = model(pixel_values=pixel_values)
+        score_gt, score_sr, score_syn = outputs.global_score.split(batch)
+        pdm_syn = outputs.pdm[2 * batch :]
+        with torch.no_grad():
+            anchor_gt = self.anchor_model(pixel_values=inputs["image_gt"]).base_score
+        return score_gt, score_sr, score_syn, pdm_syn, anchor_gt
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        score_gt, score_sr, score_syn, pdm_syn, anchor_gt = self._forward_triplet(model, inputs)
+        terms = {
+            "map": map_loss(pdm_syn, inputs["pdm_target"]),
+            "rank": rank_loss(score_sr, score_syn, score_gt, self.args.margin_sr, self.args.margin_gt),
+            "align": align_loss(score_gt, anchor_gt),
+        }
+        scale = loss_weight_scale(
+            self.schedule.stage_at(self.state.global_step).stage,
+            self.schedule.stages[0].stage,
+            self.args.final_stage,
+            self.args.ccl,
+        )
+        loss = total_loss(terms, self.args.lambda_map * scale, self.args.lambda_rank * scale, self.args.lambda_align)
+        for name, value in terms.items():
+            self._loss_terms[f"loss_{name}"].append(value.detach().item())
+        return (loss, {"global_score": torch.stack([score_gt, score_sr, score_syn])}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._loss_terms:
+            logs.update({name: sum(values) / len(values) for name, values in self._loss_terms.items()})
+            logs["stage"] = self.schedule.stage_at(max(self.state.global_step - 1, 0)).stage
+            self._loss_terms.clear()
+        super().log(logs, start_time)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """RM metrics on the eval set: ordering and pairwise accuracies, PDM L1 / AUROC / IoU@0.5, score drift."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None:
+            raise ValueError("evaluate() needs an eval_dataset.")
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=self.args.per_device_eval_batch_size, collate_fn=self.eval_collator
+        )
+        accumulator = RMMetricsAccumulator()
+        model = self.model.eval()
+        with torch.no_grad(), self._autocast():
+            for inputs in loader:
+                inputs = {key: value.to(self.args.device) for key, value in inputs.items()}
+                score_gt, score_sr, score_syn, pdm_syn, anchor_gt = self._forward_triplet(model, inputs)
+                accumulator.update(
+                    score_sr=score_sr.float(), score_syn=score_syn.float(), score_gt=score_gt.float(),
+                    pdm=pdm_syn.float(), pdm_target=inputs["pdm_target"], mask=inputs["mask"],
+                    base_score_gt=anchor_gt.float(),
+                )  # fmt: skip
+        model.train()
+        metrics = {f"{metric_key_prefix}_{name}": value for name, value in accumulator.compute().items()}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def _autocast(self):
+        if self.args.bf16:
+            return torch.autocast(self.args.device.type, dtype=torch.bfloat16)
+        if self.args.fp16:
+            return torch.autocast(self.args.device.type, dtype=torch.float16)
+        return contextlib.nullcontext()
+
+
+__all__ = ["FinPercepTrainingArguments", "RewardModelTrainer"]
