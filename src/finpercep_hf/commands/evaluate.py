@@ -14,8 +14,9 @@ from pathlib import Path
 
 from ..evaluation.generate import generate_sr_directory, load_generator
 from ..evaluation.metrics import PAPER_METRICS, FinPercepMissingWeightsError, build_metric, get_metric_spec
+from ..evaluation.rm_metrics import RM_METRICS_LOWER_BETTER
 from ..evaluation.suite import evaluate_pairs, pair_images, summarize
-from ..evaluation.table import read_results_csv, results_to_markdown, write_results_csv
+from ..evaluation.table import FinPercepResult, read_results_csv, results_to_markdown, write_results_csv
 from ..images import FinPercepImageError
 from ..models import FinPercepCheckpointError
 
@@ -60,7 +61,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"Comma-separated metric names (default: {','.join(PAPER_METRICS)}, plus finpercep with --rm; "
         "reference metrics are left out of the default when there is no --hr).",
     )
-    parser.add_argument("--rm", default=None, help="FinPercep-RM checkpoint directory for the 'finpercep' metric.")
+    parser.add_argument(
+        "--rm",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH",
+        help="FinPercep-RM checkpoint: the model of the 'finpercep' metric (once), or with --fgr the reward models "
+        "to evaluate (repeatable, one column each).",
+    )
+    parser.add_argument(
+        "--fgr",
+        default=None,
+        help="RM evaluation instead of SR evaluation: an FGR dataset (directory or Hub id) whose --split is scored "
+        "by each --rm (ordering accuracy, PDM L1/AUROC/IoU, score drift with --anchor-rm).",
+    )
+    parser.add_argument("--split", default="train", help="FGR split for --fgr (FGR builds write 'train').")
+    parser.add_argument("--anchor-rm", default=None, help="RM_0 checkpoint for score_drift with --fgr.")
+    parser.add_argument("--batch-size", type=int, default=4, help="FGR rows per forward with --fgr.")
+    parser.add_argument("--crop-size", type=int, default=None, help="Centre-crop FGR rows to this side (--fgr).")
     parser.add_argument(
         "--weights-dir",
         type=Path,
@@ -92,6 +110,8 @@ def _metric_names(args: argparse.Namespace) -> list[str]:
             get_metric_spec(name)
         return names
     names = [*PAPER_METRICS, "finpercep"] if args.rm else list(PAPER_METRICS)
+    if "finpercep" in names and len(args.rm) != 1:
+        raise ValueError(f"the finpercep metric scores with one --rm, got {len(args.rm)}.")
     if args.hr is None:
         skipped = [name for name in names if get_metric_spec(name).needs_reference]
         print(f"note: no --hr, so the reference metrics {', '.join(skipped)} are left out.", file=sys.stderr)
@@ -110,7 +130,57 @@ def _write_per_image(rows_by_run: dict[str, list[dict]], dataset: str, path: Pat
                 writer.writerow({"dataset": dataset, "run": run, **row})
 
 
+def _write_tables(results: list, out: Path, precision: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_results_csv(results, out / "metrics.csv")
+    markdown = results_to_markdown(results, precision=precision, lower_better=RM_METRICS_LOWER_BETTER)
+    (out / "table.md").write_text(markdown)
+    print(markdown)
+
+
+def run_fgr(args: argparse.Namespace) -> int:
+    """``--fgr``: RM metrics of each --rm on an FGR split."""
+    from datasets import load_dataset
+
+    from ..evaluation.reward_model_eval import evaluate_reward_model
+    from ..models import FinPercepRewardModel
+
+    if args.sr or args.generator or not args.rm:
+        print(
+            "error: --fgr evaluates reward models: pass --rm (repeatable), without --sr/--generator.", file=sys.stderr
+        )
+        return 2
+    try:
+        named = [parse_named_path(value) for value in args.rm]
+        included = [result for path in args.include for result in read_results_csv(path)]
+        dataset = load_dataset(args.fgr, split=args.split)
+    except (ValueError, OSError) as error:
+        print(
+            f"error: could not read the FGR dataset {args.fgr} ({args.split}) or an --include: {error}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        load = [("anchor", args.anchor_rm)] if args.anchor_rm else []
+        models = {
+            name: FinPercepRewardModel.from_pretrained(str(path)).to(args.device).eval() for name, path in named + load
+        }
+    except FinPercepCheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    anchor = models.pop("anchor", None) if args.anchor_rm else None
+    results = list(included)
+    for name, model in models.items():
+        print(f"{name}: {len(dataset)} FGR rows", file=sys.stderr)
+        metrics = evaluate_reward_model(model, dataset, anchor, args.batch_size, args.crop_size, args.device)
+        results.extend(FinPercepResult(f"FGR {args.split}", metric, name, value) for metric, value in metrics.items())
+    _write_tables(results, args.out, args.precision)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.fgr is not None:
+        return run_fgr(args)
     try:
         generators = [parse_named_path(value) for value in args.generator]
         runs = [parse_named_path(value) for value in args.sr] + [
@@ -128,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error.args[0] if isinstance(error, KeyError) else error}", file=sys.stderr)
         return 2
     try:
-        metrics = {name: build_metric(name, args.weights_dir, rm=args.rm, device=args.device) for name in names}
+        rm = parse_named_path(args.rm[0])[1] if args.rm else None
+        metrics = {name: build_metric(name, args.weights_dir, rm=rm, device=args.device) for name in names}
     except (FinPercepMissingWeightsError, FinPercepCheckpointError, ImportError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -163,10 +234,7 @@ def run(args: argparse.Namespace) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     _write_per_image(rows_by_run, dataset, args.out / "per_image.csv")
-    write_results_csv(results, args.out / "metrics.csv")
-    markdown = results_to_markdown(results, precision=args.precision)
-    (args.out / "table.md").write_text(markdown)
-    print(markdown)
+    _write_tables(results, args.out, args.precision)
     return 0
 
 

@@ -15,6 +15,17 @@ import numpy as np
 import torch
 
 MASK_THRESHOLD = 0.5
+# Direction of each metric that `RMMetricsAccumulator.compute` reports (for `table.results_to_markdown`).
+RM_METRICS_LOWER_BETTER = {
+    "ordering_accuracy": False,
+    "acc_sr_syn": False,
+    "acc_syn_gt": False,
+    "acc_sr_gt": False,
+    "pdm_l1": True,
+    "pdm_auroc": False,
+    "pdm_iou": False,
+    "score_drift": True,
+}
 
 
 def _as_tensor(value: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
@@ -208,6 +219,7 @@ class RMMetricsAccumulator:
 
 __all__ = [
     "MASK_THRESHOLD",
+    "RM_METRICS_LOWER_BETTER",
     "RMMetricsAccumulator",
     "ordering_accuracy",
     "pairwise_accuracies",
