@@ -135,6 +135,7 @@ class FGRBuildConfig:
     area_range: tuple[float, float] = field(default=(0.1, 0.5), metadata={"help": "Bounds of the mask area ratio."})
     sam: str | None = field(default=None, metadata={"help": "SAM checkpoint for semantic masks (mask-generation)."})
     sam_points_per_batch: int = field(default=64, metadata={"help": "SAM prompt points per forward pass."})
+    sam_points_per_crop: int = field(default=32, metadata={"help": "SAM prompt grid side (points_per_crop^2 points)."})
     sam_pred_iou_thresh: float = field(default=0.88, metadata={"help": "SAM predicted-IoU filter."})
     sam_stability_score_thresh: float = field(default=0.95, metadata={"help": "SAM stability-score filter."})
     # pdm_target
@@ -236,6 +237,7 @@ class FGRSynthesizer:
                 config.sam,
                 area_range=config.area_range,
                 points_per_batch=config.sam_points_per_batch,
+                points_per_crop=config.sam_points_per_crop,
                 pred_iou_thresh=config.sam_pred_iou_thresh,
                 stability_score_thresh=config.sam_stability_score_thresh,
             )

@@ -101,6 +101,7 @@ class SemanticMasker:
         model: a SAM checkpoint id or path (e.g. ``facebook/sam-vit-base``) or a ready ``mask-generation`` pipeline.
         area_range: bounds of the area ratio.
         points_per_batch: prompt points per forward pass.
+        points_per_crop: the prompt grid has ``points_per_crop``^2 points (SAM's default 32).
         pred_iou_thresh, stability_score_thresh: SAM's segment filters (the pipeline's defaults).
         device: torch device for the pipeline.
     """
@@ -110,6 +111,7 @@ class SemanticMasker:
         model="facebook/sam-vit-base",
         area_range: tuple[float, float] = (0.1, 0.5),
         points_per_batch: int = 64,
+        points_per_crop: int = 32,
         pred_iou_thresh: float = 0.88,
         stability_score_thresh: float = 0.95,
         device: str | int | None = None,
@@ -122,7 +124,7 @@ class SemanticMasker:
         self.pipeline = model
         self.name = getattr(getattr(model, "model", None), "name_or_path", "sam")
         self.area_range = area_range
-        self.points_per_batch = points_per_batch
+        self.points_per_batch, self.points_per_crop = points_per_batch, points_per_crop
         self.pred_iou_thresh, self.stability_score_thresh = pred_iou_thresh, stability_score_thresh
 
     def segments(self, image: Image.Image) -> list[np.ndarray]:
@@ -130,19 +132,26 @@ class SemanticMasker:
         outputs = self.pipeline(
             image,
             points_per_batch=self.points_per_batch,
+            points_per_crop=self.points_per_crop,
             pred_iou_thresh=self.pred_iou_thresh,
             stability_score_thresh=self.stability_score_thresh,
         )
         return [np.asarray(mask, dtype=bool) for mask in outputs["masks"]]
 
     def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        return self.pick(self.segments(image), generator)
+
+    def pick(self, segments: list[np.ndarray], generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """A random segment with its area ratio in ``area_range``; failing that, a union of segments that fits;
+        failing that, None."""
+        if not segments:
+            return None
         low, high = self.area_range
-        segments = self.segments(image)
         order = torch.randperm(len(segments), generator=generator).tolist()
         for index in order:
             if low <= segments[index].mean() <= high:
                 return torch.from_numpy(segments[index].astype(np.float32))
-        union = np.zeros(image.size[::-1], dtype=bool)
+        union = np.zeros(segments[0].shape, dtype=bool)
         for index in order:
             candidate = union | segments[index]
             if candidate.mean() <= high:
