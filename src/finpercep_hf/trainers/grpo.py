@@ -8,13 +8,30 @@ the log-probabilities under the current weights and minimise the clipped surroga
 
     ratio = exp(log_prob - old_log_prob)
     loss = mean(max(-A * ratio, -A * clamp(ratio, 1 - clip_range, 1 + clip_range)))  (+ kl_beta * KL(pi || pi_ref))
+
+Each trained (rollout, step) unit is back-propagated on its own (one UNet graph alive at a time, as DanceGRPO);
+the loss handed to the shared loop carries the gradient of the last unit and the value of all of them. With
+``rollout_reuse = 1`` every rollout is trained on once, right after it was sampled, so the ratio is 1 when the loss
+is computed and the clipping never acts (on-policy GRPO, REINFORCE with group baselines); ``rollout_reuse = n``
+trains each rollout in ``n`` consecutive micro-batches, so that after an optimizer update the ratio departs from 1
+and the clipped surrogate limits the step, as PPO's inner epochs (the rollout buffer is not checkpointed).
+
+The sampler is a `DDIMScheduler` built from the generator's scheduler config (the SD-x4 upscaler's own is one),
+used with `ddim_step_with_logprob`; a flow-matching generator would use `flow_sde_step_with_logprob` the same way,
+but no flow-matching generator is wrapped yet, so the trainer supports DDPM-family (epsilon / sample / v) UNets.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import torch
+from diffusers import DDIMScheduler
+
+from ..generators.base import SRCondition
+from ..generators.ddim_logprob import ddim_step_with_logprob, gaussian_kl
+from .base import GeneratorTrainer, GeneratorTrainerConfig
 
 ADVANTAGE_STD_SCOPES = ("group", "global")
 
@@ -87,4 +104,226 @@ def clipped_surrogate_loss(
     )
 
 
-__all__ = ["ADVANTAGE_STD_SCOPES", "SurrogateOutput", "clipped_surrogate_loss", "group_advantages"]
+@dataclass
+class GRPOConfig(GeneratorTrainerConfig):
+    """[`GRPOTrainer`] arguments; defaults are DanceGRPO's where it has one."""
+
+    output_dir: str = field(default="runs/grpo", metadata={"help": "Checkpoints, logs, LoRA weights, card."})
+    # Rollouts
+    group_size: int = field(default=8, metadata={"help": "Samples K per LR image, one GRPO group (8)."})
+    num_inference_steps: int = field(default=20, metadata={"help": "DDIM steps of a rollout (20)."})
+    eta: float = field(default=1.0, metadata={"help": "DDIM eta > 0 of the stochastic policy (1.0 = DDPM variance)."})
+    rollout_reuse: int = field(
+        default=1, metadata={"help": "Micro-batches each rollout is trained in (PPO inner epochs; 1 = on-policy)."}
+    )
+    # Advantages
+    advantage_std: str = field(
+        default="group",
+        metadata={"help": f"Normalise by the std of each group or of all rewards: {ADVANTAGE_STD_SCOPES}."},
+    )
+    advantage_eps: float = field(default=1e-4, metadata={"help": "Added to the std of the advantages."})
+    adv_clip_max: float = field(
+        default=5.0, metadata={"help": "Advantages are clamped to [-adv_clip_max, adv_clip_max]."}
+    )
+    # Policy update
+    clip_range: float = field(default=1e-4, metadata={"help": "PPO ratio clip range (DanceGRPO: 1e-4)."})
+    timestep_fraction: float = field(
+        default=0.6, metadata={"help": "Fraction of the denoising steps trained per rollout, drawn per sample (0.6)."}
+    )
+    kl_beta: float = field(default=0.0, metadata={"help": "Weight of KL(pi_theta || pi_ref) per step (0 = off)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2 (advantages are relative to the group), got {self.group_size}.")
+        if not 0 < self.eta <= 1:
+            raise ValueError(f"eta must be in (0, 1] (a stochastic DDIM policy), got {self.eta}.")
+        if not 0 < self.timestep_fraction <= 1:
+            raise ValueError(f"timestep_fraction must be in (0, 1], got {self.timestep_fraction}.")
+        if self.advantage_std not in ADVANTAGE_STD_SCOPES:
+            raise ValueError(f"advantage_std must be one of {ADVANTAGE_STD_SCOPES}, got {self.advantage_std!r}.")
+        for name in ("clip_range", "adv_clip_max"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+        if self.kl_beta < 0:
+            raise ValueError(f"kl_beta must be >= 0, got {self.kl_beta}.")
+        if self.num_inference_steps < 1 or self.rollout_reuse < 1:
+            raise ValueError("num_inference_steps and rollout_reuse must be >= 1.")
+        if self.kl_beta > 0 and not self.use_lora:
+            raise ValueError("kl_beta > 0 needs use_lora=True: the reference policy is the UNet without its LoRA.")
+
+    @property
+    def num_train_timesteps(self) -> int:
+        """Denoising steps trained per sample of a rollout."""
+        return max(1, math.ceil(self.timestep_fraction * self.num_inference_steps))
+
+
+@dataclass
+class GRPORollout:
+    """Stored trajectories of ``N = B * group_size`` samples (group members adjacent), T denoising steps.
+
+    Attributes:
+        latents: (N, T, C, h, w) x_t before each step.
+        next_latents: (N, T, C, h, w) the sampled x_{t-1}.
+        log_probs: (N, T) float32 log-probabilities of the steps under the sampling policy.
+        timesteps: (T,) long, the scheduler timesteps.
+        condition: the `SRCondition` of the N samples (the LR image and its noise level, shared within a group).
+        rewards: (N,) float32 rewards of the final images.
+        advantages: (N,) float32 clipped group-relative advantages.
+        images: (N, 3, H, W) the SR images in [0, 1].
+    """
+
+    latents: torch.Tensor
+    next_latents: torch.Tensor
+    log_probs: torch.Tensor
+    timesteps: torch.Tensor
+    condition: SRCondition
+    rewards: torch.Tensor
+    advantages: torch.Tensor
+    images: torch.Tensor
+
+
+class GRPOTrainer(GeneratorTrainer):
+    r"""GRPO ([DanceGRPO](https://huggingface.co/papers/2505.07818)) on a stochastic DDIM policy for diffusion SR
+    generators, rewarded by FinPercep-RM.
+
+    Example:
+
+    ```python
+    >>> from finpercep_hf.curriculum import CCLRewardCallback
+    >>> from finpercep_hf.generators import SDUpscalerGenerator
+    >>> from finpercep_hf.trainers import GRPOConfig, GRPOTrainer, LRHRDataset
+    >>> generator = SDUpscalerGenerator.from_pretrained("stabilityai/stable-diffusion-x4-upscaler")
+    >>> trainer = GRPOTrainer(
+    ...     generator,
+    ...     reward="runs/rm/finpercep-rm-stage0",
+    ...     args=GRPOConfig(output_dir="runs/grpo", group_size=8, num_inference_steps=20, eta=1.0),
+    ...     train_dataset=LRHRDataset.from_directory("hr_photos"),
+    ...     callbacks=[CCLRewardCallback("0:runs/rm/finpercep-rm-stage0,500:runs/rm/finpercep-rm-stage1")],
+    ... )
+    >>> trainer.train()
+    ```
+    """
+
+    method_name = "grpo"
+    paper_url = "https://huggingface.co/papers/2505.07818"
+    args: GRPOConfig
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sampling_scheduler = DDIMScheduler.from_config(self.generator.scheduler.config)
+        self.sampling_scheduler.set_timesteps(self.args.num_inference_steps, device=self.accelerator.device)
+        self.rollout_buffer: list[list] = []
+
+    @torch.no_grad()
+    def rollout(self, image_lr: torch.Tensor, rng: torch.Generator | None = None) -> GRPORollout:
+        """Sample ``group_size`` trajectories per LR image (B, 3, h, w) in [0, 1], reward them, compute advantages.
+
+        The advantages use the rewards of every process (``advantage_std="global"`` is global over all of them).
+        """
+        args, generator, scheduler = self.args, self.generator, self.sampling_scheduler
+        condition = generator.encode_condition(image_lr, generator=rng).repeat(args.group_size)
+        latents = generator.prepare_latents(condition, generator=rng)
+        steps = []
+        for timestep in scheduler.timesteps:
+            model_output = generator.denoise(latents, timestep, condition)
+            step = ddim_step_with_logprob(scheduler, model_output, timestep, latents, eta=args.eta, generator=rng)
+            steps.append((latents, step.prev_sample, step.log_prob))
+            latents = step.prev_sample
+        images = generator.decode(latents)
+        rewards = self.reward(images, differentiable=False)
+        all_rewards = self.accelerator.gather(rewards)
+        all_advantages = group_advantages(
+            all_rewards.view(-1, args.group_size), args.advantage_std, args.advantage_eps, args.adv_clip_max
+        ).flatten()
+        start = self.accelerator.process_index * rewards.shape[0]
+        return GRPORollout(
+            latents=torch.stack([s[0] for s in steps], dim=1),
+            next_latents=torch.stack([s[1] for s in steps], dim=1),
+            log_probs=torch.stack([s[2] for s in steps], dim=1),
+            timesteps=scheduler.timesteps.clone(),
+            condition=condition,
+            rewards=rewards,
+            advantages=all_advantages[start : start + rewards.shape[0]],
+            images=images,
+        )
+
+    def step_log_probs(self, rollout: GRPORollout, step_index: torch.Tensor, reference: bool = False):
+        """Recompute one step per sample of a stored rollout under the current (or the reference) weights.
+
+        ``step_index``: (N,) long, the step of each sample. Returns the `StepWithLogProb` of the stored next latents.
+        """
+        rows = torch.arange(step_index.shape[0], device=step_index.device)
+        latents, next_latents = rollout.latents[rows, step_index], rollout.next_latents[rows, step_index]
+        timesteps = rollout.timesteps[step_index]
+        if reference:
+            with torch.no_grad(), self.generator.reference_policy():
+                model_output = self.generator.denoise(latents, timesteps, rollout.condition)
+        else:
+            model_output = self.generator.denoise(latents, timesteps, rollout.condition)
+        return ddim_step_with_logprob(
+            self.sampling_scheduler, model_output, timesteps, latents, eta=self.args.eta, prev_sample=next_latents
+        )
+
+    def unit_loss(self, rollout: GRPORollout, step_index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Clipped surrogate (+ ``kl_beta`` * KL to the reference) of one step per sample of ``rollout``."""
+        step = self.step_log_probs(rollout, step_index)
+        rows = torch.arange(step_index.shape[0], device=step_index.device)
+        surrogate = clipped_surrogate_loss(
+            step.log_prob, rollout.log_probs[rows, step_index], rollout.advantages, self.args.clip_range
+        )
+        loss = surrogate.loss
+        logs = {"approx_kl": surrogate.approx_kl.item(), "clipfrac": surrogate.clipfrac.item()}
+        if self.args.kl_beta > 0:
+            reference = self.step_log_probs(rollout, step_index, reference=True)
+            kl = gaussian_kl(step.prev_sample_mean, reference.prev_sample_mean, step.std).mean()
+            loss = loss + self.args.kl_beta * kl
+            logs["kl_ref"] = kl.item()
+        return loss, logs
+
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        args = self.args
+        rollout = self.rollout(batch["image_lr"])
+        self.rollout_buffer.append([rollout, args.rollout_reuse])
+        units = []
+        for stored, _ in self.rollout_buffer:
+            num_samples, num_steps = stored.log_probs.shape
+            order = torch.argsort(torch.rand(num_samples, num_steps, device=stored.log_probs.device), dim=1)
+            units += [(stored, order[:, j]) for j in range(args.num_train_timesteps)]
+        for entry in self.rollout_buffer:
+            entry[1] -= 1
+        self.rollout_buffer = [entry for entry in self.rollout_buffer if entry[1] > 0]
+
+        # Back-propagate every unit but the last here, without gradient synchronisation; the loop does the last.
+        totals: dict[str, float] = {}
+        done = torch.zeros((), device=rollout.rewards.device)
+        for stored, step_index in units[:-1]:
+            with self.accelerator.no_sync(self.generator.trainable_model):
+                loss, logs = self.unit_loss(stored, step_index)
+                self.accelerator.backward(loss / len(units))
+            done = done + loss.detach() / len(units)
+            self._accumulate(totals, logs, len(units))
+        loss, logs = self.unit_loss(*units[-1])
+        self._accumulate(totals, logs, len(units))
+        return loss / len(units) + done, {
+            **totals,
+            "reward_mean": rollout.rewards.mean().item(),
+            "reward_std": rollout.rewards.std().item(),
+            "advantage_abs": rollout.advantages.abs().mean().item(),
+        }
+
+    @staticmethod
+    def _accumulate(totals: dict[str, float], logs: dict[str, float], count: int) -> None:
+        for key, value in logs.items():
+            totals[key] = totals.get(key, 0.0) + value / count
+
+
+__all__ = [
+    "ADVANTAGE_STD_SCOPES",
+    "GRPOConfig",
+    "GRPORollout",
+    "GRPOTrainer",
+    "SurrogateOutput",
+    "clipped_surrogate_loss",
+    "group_advantages",
+]
