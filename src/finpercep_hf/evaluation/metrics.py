@@ -143,16 +143,20 @@ def ssim(
     return ssim_map(image_sr, image_hr, window_size, max_val=1.0, padding="valid").flatten(1).mean(dim=1)
 
 
-class FinPercepPSNR(FinPercepMetric):
+class FinPercepReferenceMetric(FinPercepMetric):
+    """Base of the full-reference pixel metrics, computed on RGB or, with ``y_channel``, on the BT.601 luma."""
+
     def __init__(self, spec: FinPercepMetricSpec, device: str | torch.device = "cpu", y_channel: bool = False):
         super().__init__(spec, device)
         self.y_channel = y_channel
 
+
+class FinPercepPSNR(FinPercepReferenceMetric):
     def compute(self, image_sr: torch.Tensor, image_hr: torch.Tensor | None) -> torch.Tensor:
         return psnr(image_sr, image_hr, y_channel=self.y_channel)
 
 
-class FinPercepSSIM(FinPercepPSNR):
+class FinPercepSSIM(FinPercepReferenceMetric):
     def compute(self, image_sr: torch.Tensor, image_hr: torch.Tensor | None) -> torch.Tensor:
         return ssim(image_sr, image_hr, y_channel=self.y_channel)
 
@@ -478,6 +482,7 @@ __all__ = [
     "FinPercepPSNR",
     "FinPercepPyIQAMetric",
     "FinPercepRMScore",
+    "FinPercepReferenceMetric",
     "FinPercepSSIM",
     "FinPercepWeightFile",
     "METRIC_REGISTRY",
