@@ -4,12 +4,15 @@ import json
 import threading
 
 import datasets
+import huggingface_hub
 import numpy as np
 import pytest
 from PIL import Image
 
-from finpercep_hf.data import ARTIFACT_KINDS, FGRBuildConfig, build_fgr
-from finpercep_hf.data.fgr import FGRSynthesizer
+from finpercep_hf.cli import build_parser, main
+from finpercep_hf.commands.build_fgr import config_from_args
+from finpercep_hf.data import ARTIFACT_KINDS, FGR_FEATURES, FGRBuildConfig, build_fgr, push_fgr_to_hub
+from finpercep_hf.data.fgr import FGRBuilder, FGRSynthesizer
 
 STRING_COLUMNS = ("sr_model", "artifact_kind", "mask_type", "source_id")
 
@@ -160,3 +163,84 @@ def test_two_processes_split_the_shards(tmp_path):
     two = rows_of(tmp_path / "two")
     assert [row["sample_index"] for row in two] == list(range(10))
     assert all(np.array_equal(a["pdm_target"], b["pdm_target"]) for a, b in zip(two, reference))
+
+
+def test_generator_based_builder_matches_build_fgr(tmp_path):
+    config = tiny_config(num_samples=3)
+    builder = FGRBuilder(cache_dir=str(tmp_path / "cache"), build=config)
+    builder.download_and_prepare()
+    dataset = builder.as_dataset("train")
+    reference = rows_of(build_fgr(config, tmp_path / "fgr", progress=False))
+    assert dataset.features == FGR_FEATURES and len(dataset) == 3
+    record = json.loads((tmp_path / "fgr" / "fgr_build.json").read_text())
+    assert f"pdm_scale={record['pdm_scale']:.6g}" in dataset.info.description
+    for got, want in zip(dataset, reference):
+        assert got["sr_model"] == want["sr_model"] and got["mask_type"] == want["mask_type"]
+        assert np.array_equal(np.asarray(got["pdm_target"]), want["pdm_target"])
+        assert np.array_equal(np.asarray(got["image_syn"]), want["image_syn"])
+
+
+def test_cli_builds_the_mini_preset_with_overrides(tmp_path):
+    out = tmp_path / "fgr-mini"
+    argv = [
+        "build-fgr",
+        "--preset",
+        "mini",
+        "--out",
+        str(out),
+        "--num-samples",
+        "4",
+        "--crop-size",
+        "64",
+        "--samples-per-shard",
+        "2",
+        "--calibration-samples",
+        "2",
+        "--skimage-photos",
+        "coffee",
+        "rocket",
+        "--sr-model",
+        "bicubic",
+        "--sr-model",
+        "artifact:oversharpen_halo",
+        "--alpha",
+        "0.7",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    stored = json.loads((out / "fgr_build.json").read_text())["config"]
+    assert stored["crop_size"] == 64 and stored["alpha"] == 0.7 and stored["skimage_photos"] == ["coffee", "rocket"]
+    assert stored["pretty_name"] == "FGR-mini"  # not overridden: the preset's value
+    rows = datasets.load_dataset(str(out), split="train")
+    assert len(rows) == 4 and set(rows["sr_model"]) <= {"bicubic", "artifact:oversharpen_halo"}
+    assert main(["build-fgr", "--preset", "mini", "--out", str(tmp_path / "bad"), "--crop-size", "66"]) == 2
+
+
+def test_cli_sam_flag_adds_semantic_masks():
+    args = build_parser().parse_args(["build-fgr", "--out", "x", "--sam", "facebook/sam-vit-base"])
+    config = config_from_args(args)
+    assert config.mask_types == ("rectangle", "stroke", "semantic") and config.crop_size == 512
+    assert config.num_samples == 30000
+
+
+def test_push_to_hub_uploads_the_built_folder(tmp_path, monkeypatch):
+    calls = {}
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kwargs):
+            calls["create"] = (repo_id, kwargs)
+            return f"https://huggingface.co/datasets/{repo_id}"
+
+        def upload_folder(self, **kwargs):
+            calls["upload"] = kwargs
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    with pytest.raises(FileNotFoundError, match="build the dataset"):
+        push_fgr_to_hub(tmp_path, "org/fgr")
+    path = build_fgr(tiny_config(num_samples=2), tmp_path / "fgr", progress=False)
+    url = push_fgr_to_hub(path, "org/fgr", private=True)
+    assert url == "https://huggingface.co/datasets/org/fgr"
+    assert calls["create"] == ("org/fgr", {"repo_type": "dataset", "private": True, "exist_ok": True})
+    upload = calls["upload"]
+    assert upload["folder_path"] == str(path) and upload["repo_id"] == "org/fgr" and upload["repo_type"] == "dataset"
+    assert "data/*.parquet" in upload["allow_patterns"] and "README.md" in upload["allow_patterns"]
