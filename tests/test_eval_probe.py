@@ -102,11 +102,7 @@ def test_probe_with_tiny_rms_writes_rows_summary_plots_and_overlays(make_rm, ski
     with (tmp_path / "probe.csv").open() as handle:
         written = list(csv.DictReader(handle))
     expected_keys = [
-        (model, image, kind, area)
-        for image in images
-        for model in models
-        for kind in kinds
-        for area in (0.05, 0.25)
+        (model, image, kind, area) for image in images for model in models for kind in kinds for area in (0.05, 0.25)
     ]
     assert [(r["model"], r["image"], r["artifact"], float(r["area_fraction"])) for r in written] == expected_keys
     for row in rows:

@@ -12,6 +12,7 @@ from PIL import Image as PILImage
 
 from finpercep_hf.cli import main
 from finpercep_hf.evaluation.reward_model_eval import evaluate_reward_model
+from finpercep_hf.evaluation.rm_metrics import RM_METRICS_LOWER_BETTER
 from finpercep_hf.images import pil_to_tensor, tensor_to_pil
 from finpercep_hf.models import FinPercepOutput, FinPercepRewardModel
 
@@ -56,22 +57,14 @@ class NoiseDetector(torch.nn.Module):
 def test_ideal_noise_detector_orders_every_triplet_and_localises(fgr_dir):
     dataset = load_dataset(str(fgr_dir), split="train")
     metrics = evaluate_reward_model(NoiseDetector(), dataset, batch_size=2, progress=False)
-    assert set(metrics) == {
-        "ordering_accuracy",
-        "acc_sr_syn",
-        "acc_syn_gt",
-        "acc_sr_gt",
-        "pdm_l1",
-        "pdm_auroc",
-        "pdm_iou",
-    }
+    assert set(metrics) == set(RM_METRICS_LOWER_BETTER) - {"score_drift"}
     assert metrics["ordering_accuracy"] == 1.0
     assert metrics["pdm_auroc"] > 0.85
     assert 0 <= metrics["pdm_iou"] <= 1 and 0 <= metrics["pdm_l1"] <= 1
     without_map = evaluate_reward_model(
         NoiseDetector(with_map=False), dataset, anchor_model=NoiseDetector(), progress=False
     )
-    assert set(without_map) == {"ordering_accuracy", "acc_sr_syn", "acc_syn_gt", "acc_sr_gt", "score_drift"}
+    assert set(without_map) == set(RM_METRICS_LOWER_BETTER) - {"pdm_l1", "pdm_auroc", "pdm_iou"}
     assert without_map["score_drift"] == 0.0  # same scores as the anchor's base_score
 
 
@@ -95,16 +88,7 @@ def test_evaluate_fgr_writes_one_column_per_reward_model(fgr_dir, make_rm, tiny_
     assert main(args) == 0
     with (out / "metrics.csv").open() as handle:
         table = {row["metric"]: row for row in csv.DictReader(handle)}
-    assert set(table) == {
-        "ordering_accuracy",
-        "acc_sr_syn",
-        "acc_syn_gt",
-        "acc_sr_gt",
-        "pdm_l1",
-        "pdm_auroc",
-        "pdm_iou",
-        "score_drift",
-    }
+    assert set(table) == set(RM_METRICS_LOWER_BETTER)
     assert table["pdm_auroc"]["stage0"] == "" and 0 <= float(table["pdm_auroc"]["stage1"]) <= 1
     assert float(table["score_drift"]["stage0"]) == 0.0  # RM_0's global score is its base score
     expected = evaluate_reward_model(
