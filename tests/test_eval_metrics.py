@@ -20,6 +20,7 @@ from finpercep_hf.evaluation.metrics import (
     list_metrics,
     register_metric,
     resolve_weight_files,
+    torch_hub_dir_set_to,
 )
 from finpercep_hf.images import pil_to_tensor
 from finpercep_hf.models import FinPercepRewardModel
@@ -132,6 +133,17 @@ def test_pyiqa_wrapper_agrees_with_our_psnr(photo):
     degraded = (photo * 0.9 + 0.05).clamp(0, 1)
     wrapped = FinPercepPyIQAMetric(get_metric_spec("psnr"), "psnr")  # pyiqa's PSNR needs no weights
     assert wrapped(degraded, photo).item() == pytest.approx(build_metric("psnr")(degraded, photo).item(), abs=1e-3)
+
+
+def test_weights_dir_becomes_the_torch_hub_and_pyiqa_cache_while_building(tmp_path):
+    pytest.importorskip("pyiqa", reason="pyiqa is not installed (pip install 'finpercep-hf[eval]')")
+    from pyiqa.utils import download_util
+
+    hub_before, cache_before = torch.hub.get_dir(), download_util.DEFAULT_CACHE_DIR
+    with torch_hub_dir_set_to(tmp_path):
+        assert torch.hub.get_dir() == str(tmp_path)
+        assert download_util.DEFAULT_CACHE_DIR == str(tmp_path / "pyiqa")
+    assert (torch.hub.get_dir(), download_util.DEFAULT_CACHE_DIR) == (hub_before, cache_before)
 
 
 @pytest.mark.parametrize("name", PAPER_METRICS)

@@ -18,6 +18,7 @@ Where pyiqa looks for weights: its own checkpoints in ``<torch hub dir>/pyiqa``,
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,7 +165,7 @@ class FinPercepSSIM(FinPercepReferenceMetric):
 class FinPercepPyIQAMetric(FinPercepMetric):
     """A pyiqa metric (``pip install finpercep-hf[eval]``), built offline from local weight files.
 
-    ``torch_hub_dir`` is where pyiqa's backbone loaders (OpenAI CLIP, torchvision) look during construction;
+    ``torch_hub_dir`` replaces the torch hub directory during construction (see `torch_hub_dir_set_to`);
     ``pyiqa_options`` go to ``pyiqa.create_metric`` (e.g. ``pretrained_model_path``).
     """
 
@@ -204,16 +205,27 @@ class FinPercepRMScore(FinPercepMetric):
 
 @contextlib.contextmanager
 def torch_hub_dir_set_to(directory: str | Path | None) -> Iterator[None]:
-    """Temporarily point ``torch.hub.get_dir()`` at ``directory`` (no-op for None)."""
+    """Temporarily make ``directory`` the torch hub directory (no-op for None).
+
+    Sets ``torch.hub.get_dir()`` (read by torchvision and pyiqa's CLIP loader) and, when pyiqa is imported, its
+    checkpoint cache ``pyiqa.utils.download_util.DEFAULT_CACHE_DIR`` (``<hub>/pyiqa``, fixed when pyiqa is first
+    imported), which pyiqa's loaders read for checkpoints we cannot pass by path (MANIQA's).
+    """
     if directory is None:
         yield
         return
-    previous = torch.hub.get_dir()
+    download_util = sys.modules.get("pyiqa.utils.download_util")
+    previous_hub = torch.hub.get_dir()
+    previous_cache = getattr(download_util, "DEFAULT_CACHE_DIR", None)
     torch.hub.set_dir(str(directory))
+    if download_util is not None:
+        download_util.DEFAULT_CACHE_DIR = str(Path(directory) / "pyiqa")
     try:
         yield
     finally:
-        torch.hub.set_dir(previous)
+        torch.hub.set_dir(previous_hub)
+        if download_util is not None:
+            download_util.DEFAULT_CACHE_DIR = previous_cache
 
 
 def _build_reference_metric(spec, weight_paths, weights_dir, device, rm, metric_class, y_channel):
@@ -340,7 +352,9 @@ register_metric(
         builder=_build_pyiqa_metric,
         options={"pyiqa_name": "maniqa"},
         weights=(
-            _pyiqa_file("ckpt_koniq10k.pt"),
+            # pyiqa's MANIQA reads an explicit checkpoint path with another key layout than its default
+            # checkpoint, so this one is found through pyiqa's cache directory instead of passed by path.
+            _pyiqa_file("ckpt_koniq10k.pt", option=None),
             FinPercepWeightFile(
                 "model.safetensors",
                 "https://huggingface.co/timm/vit_base_patch8_224.augreg2_in21k_ft_in1k",
@@ -495,4 +509,5 @@ __all__ = [
     "resolve_weight_files",
     "rgb_to_y",
     "ssim",
+    "torch_hub_dir_set_to",
 ]
