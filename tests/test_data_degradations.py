@@ -94,3 +94,18 @@ def test_config_validation():
         DegradationConfig(kernel_sizes=(7, 8))
     with pytest.raises(ValueError, match="kernel_probs"):
         DegradationConfig(kernel_probs=(0.5, 0.5))
+
+
+@pytest.mark.parametrize("size", [(8, 9), (40, 52)])
+@pytest.mark.parametrize("kernel_size", [7, 13, 21])
+def test_filtering_matches_kornia_on_both_paths(size, kernel_size):
+    """Kernels of FFT_MIN_KERNEL taps or more go through the FFT; the result must equal kornia's filter2d."""
+    import kornia
+
+    from finpercep_hf.data.degradations import _filter
+
+    torch.manual_seed(0)
+    image, kernel = torch.rand(1, 3, *size), torch.rand(kernel_size, kernel_size)
+    border = "reflect" if kernel_size // 2 < min(size) else "replicate"
+    expected = kornia.filters.filter2d(image, kernel[None], border_type=border)
+    assert torch.allclose(_filter(image, kernel), expected, atol=1e-5)
