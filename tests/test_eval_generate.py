@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from finpercep_hf.cli import main
-from finpercep_hf.evaluation.generate import load_generator
+from finpercep_hf.evaluation.generate import generate_sr_directory, load_generator
 from finpercep_hf.generators import SDUpscalerGenerator, save_tiny_sd_upscaler
 from finpercep_hf.images import load_image, pil_to_tensor, tensor_to_pil
 
@@ -32,6 +32,7 @@ def lr_hr_dirs(skimage_photos, tmp_path):
 
 
 def direct_sr(generator, lr_path) -> np.ndarray:
+    """SR of one LR image whose sides are multiples of 4 (so evaluate --pad-multiple 4 does not pad it)."""
     image_lr = pil_to_tensor(load_image(lr_path)).unsqueeze(0)
     sample = generator.sample(image_lr, generator=torch.Generator().manual_seed(0))
     return np.asarray(tensor_to_pil(sample.images[0]))
@@ -51,6 +52,8 @@ def test_generator_outputs_are_written_and_evaluated(tiny_upscaler, lr_hr_dirs):
         "psnr",
         "--num-inference-steps",
         str(STEPS),
+        "--pad-multiple",
+        "4",
         "--out",
         str(out),
     ]
@@ -90,6 +93,8 @@ def test_lora_run_needs_its_base_model_and_changes_the_outputs(tiny_upscaler, lr
         str(lr_hr_dirs / "hr"),
         "--num-inference-steps",
         str(STEPS),
+        "--pad-multiple",
+        "4",
         "--out",
         str(out),
     ]
@@ -100,6 +105,20 @@ def test_lora_run_needs_its_base_model_and_changes_the_outputs(tiny_upscaler, lr
     np.testing.assert_array_equal(written, direct_sr(trained, lr_hr_dirs / "lr" / "coffee.png"))
     base = load_generator(tiny_upscaler, num_inference_steps=STEPS)
     assert not np.array_equal(written, direct_sr(base, lr_hr_dirs / "lr" / "coffee.png"))
+
+
+def test_odd_sized_lr_images_are_padded_and_cropped_back(tiny_upscaler, skimage_photos, tmp_path):
+    (tmp_path / "lr").mkdir()
+    skimage_photos["rocket"].crop((0, 0, 60, 44)).resize((15, 11)).save(tmp_path / "lr" / "rocket.png")
+    generator = load_generator(tiny_upscaler, num_inference_steps=STEPS)
+    generate_sr_directory(generator, tmp_path / "lr", tmp_path / "sr", pad_multiple=8, progress=False)
+    image_sr = load_image(tmp_path / "sr" / "rocket.png")
+    assert image_sr.size == (60, 44)
+    padded = torch.nn.functional.pad(
+        pil_to_tensor(load_image(tmp_path / "lr" / "rocket.png"))[None], (0, 1, 0, 5), mode="replicate"
+    )
+    full = generator.sample(padded, generator=torch.Generator().manual_seed(0)).images[0]
+    np.testing.assert_array_equal(np.asarray(image_sr), np.asarray(tensor_to_pil(full[:, :44, :60])))
 
 
 def test_generator_mode_needs_lr(tiny_upscaler, lr_hr_dirs, capsys):

@@ -52,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-inference-steps", type=int, default=None, help="Sampling steps of --generator.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of --generator sampling (per image).")
     parser.add_argument(
+        "--pad-multiple",
+        type=int,
+        default=8,
+        help="LR sides are padded to this multiple for --generator (its downsampling); outputs are cropped back.",
+    )
+    parser.add_argument(
         "--hr", type=Path, default=None, help="Directory of HR references (needed by LPIPS/PSNR/SSIM)."
     )
     parser.add_argument("--dataset", default=None, help="Dataset name for the table rows (default: the HR dir name).")
@@ -211,7 +217,9 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"{name}: super-resolving {args.lr}", file=sys.stderr)
         try:
-            generate_sr_directory(generator, args.lr, args.out / "sr" / name, seed=args.seed)
+            generate_sr_directory(
+                generator, args.lr, args.out / "sr" / name, seed=args.seed, pad_multiple=args.pad_multiple
+            )
         except (FinPercepImageError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

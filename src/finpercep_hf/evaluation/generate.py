@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..images import list_images, load_image, pil_to_tensor, tensor_to_pil
@@ -55,12 +56,19 @@ def load_generator(path: str | os.PathLike, base_model: str | None = None, num_i
 
 
 def generate_sr_directory(
-    generator, lr_dir: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0, progress: bool = True
+    generator,
+    lr_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    pad_multiple: int = 8,
+    progress: bool = True,
 ) -> Path:
     """Super-resolve every image of ``lr_dir`` (recursively) into ``out_dir`` as PNG with the same relative name.
 
     Each image is sampled alone with a ``torch.Generator`` seeded by ``seed``, so a result does not depend on the
-    other images. Returns ``out_dir``.
+    other images. LR images whose sides are not multiples of ``pad_multiple`` (the generator's downsampling, 8 for
+    the SD-x4 upscaler) are padded by edge replication and the SR output is cropped back to ``scale`` x the LR
+    size, as usual in SR evaluation. Returns ``out_dir``.
     """
     lr_dir, out_dir = Path(lr_dir), Path(out_dir)
     paths = list_images([lr_dir])
@@ -68,10 +76,14 @@ def generate_sr_directory(
         raise ValueError(f"LR directory {lr_dir} contains no images.")
     for path in tqdm(paths, desc="super-resolving", unit="img", disable=not progress, file=sys.stderr):
         image_lr = pil_to_tensor(load_image(path)).unsqueeze(0)
-        sample = generator.sample(image_lr, generator=torch.Generator().manual_seed(seed))
+        height, width = image_lr.shape[-2:]
+        padding = (0, -width % pad_multiple, 0, -height % pad_multiple)
+        padded = F.pad(image_lr, padding, mode="replicate") if any(padding) else image_lr
+        sample = generator.sample(padded, generator=torch.Generator().manual_seed(seed))
+        image_sr = sample.images[0, :, : generator.scale * height, : generator.scale * width]
         target = (out_dir / path.relative_to(lr_dir)).with_suffix(".png")
         target.parent.mkdir(parents=True, exist_ok=True)
-        tensor_to_pil(sample.images[0].float().cpu()).save(target)
+        tensor_to_pil(image_sr.float().cpu()).save(target)
     return out_dir
 
 
