@@ -106,3 +106,31 @@ def test_script_rejects_bad_data_flags(flag, tmp_path):
     )
     with pytest.raises(ValueError, match="--train_data_dir or --dataset|--degradation"):
         train_refl.build_datasets(script_args)
+
+
+def test_script_data_sources_dataset_and_skimage_fallback(skimage_photos, tmp_path):
+    from datasets import Dataset, Features, Image, Value
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import train_refl
+    finally:
+        sys.path.pop(0)
+    features = Features({"image_gt": Image(), "name": Value("string")})
+    table = Dataset.from_dict(
+        {"image_gt": list(skimage_photos.values()), "name": list(skimage_photos)}, features=features
+    )
+    table.save_to_disk(tmp_path / "fgr")
+    base = ["--pretrained_model_name_or_path", "p", "--reward_schedule", "0:r", "--resolution", "64"]
+    parser = train_refl.HfArgumentParser(train_refl.ScriptArguments)
+    (script_args,) = parser.parse_args_into_dataclasses([*base, "--dataset", str(tmp_path / "fgr")])
+    train, evaluation = train_refl.build_datasets(script_args)
+    assert len(train) == len(evaluation) == 4 and train.random_crop and not evaluation.random_crop
+    assert evaluation[0]["image_gt"].shape == (3, 64, 64) and evaluation[0]["image_lr"].shape == (3, 16, 16)
+    (script_args,) = parser.parse_args_into_dataclasses([*base, "--dataset", str(tmp_path / "fgr"),
+                                                         "--image_column", "image_hr"])
+    with pytest.raises(ValueError, match="no column 'image_hr'"):
+        train_refl.build_datasets(script_args)
+    (script_args,) = parser.parse_args_into_dataclasses(base)
+    train, _ = train_refl.build_datasets(script_args)
+    assert len(train) == len(train_refl.SKIMAGE_PHOTOS)

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from datasets import DatasetDict, load_dataset, load_from_disk
+from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from PIL import Image
 from skimage import data as skimage_data
+from torch.utils.data import Dataset as TorchDataset
 from transformers import HfArgumentParser
 
 from finpercep_hf.curriculum import CCLRewardCallback, CCLSchedule
 from finpercep_hf.generators import SDUpscalerGenerator
 from finpercep_hf.rewards import REWARD_TYPES, as_reward_function
-from finpercep_hf.trainers import LRHRDataset, REFLConfig, REFLTrainer
+from finpercep_hf.trainers import GeneratorTrainer, GeneratorTrainerConfig, LRHRDataset, REFLConfig, REFLTrainer
 
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
 DEGRADATIONS = ("bicubic", "realesrgan")
@@ -53,15 +54,19 @@ class ScriptArguments:
     noise_level: int = field(default=20, metadata={"help": "Noise level added to the LR conditioning."})
 
 
+def load_train_split(path: str) -> Dataset:
+    """The train split of a `save_to_disk` directory, a Parquet/ImageFolder directory or a Hub dataset."""
+    try:
+        table = load_from_disk(path)
+    except FileNotFoundError:
+        table = load_dataset(path, split="train")
+    return table["train"] if isinstance(table, DatasetDict) else table
+
+
 def load_hr_images(script_args: ScriptArguments) -> list:
     """HR images (PIL) from --dataset or, with no data source given, scikit-image's photos."""
     if script_args.dataset:
-        try:
-            table = load_from_disk(script_args.dataset)
-        except FileNotFoundError:
-            table = load_dataset(script_args.dataset, split="train")
-        if isinstance(table, DatasetDict):
-            table = table["train"]
+        table = load_train_split(script_args.dataset)
         if script_args.image_column not in table.column_names:
             raise ValueError(f"--dataset has no column {script_args.image_column!r}: {table.column_names}.")
         return list(table[script_args.image_column])
@@ -92,8 +97,17 @@ def build_datasets(script_args: ScriptArguments) -> tuple[LRHRDataset, LRHRDatas
     return datasets[0], datasets[1]
 
 
-def main() -> None:
-    script_args, config = HfArgumentParser((ScriptArguments, REFLConfig)).parse_args_into_dataclasses()
+def run_generator_training(
+    trainer_class: type[GeneratorTrainer],
+    script_args: ScriptArguments,
+    config: GeneratorTrainerConfig,
+    train_dataset: TorchDataset,
+    eval_dataset: TorchDataset,
+) -> None:
+    """Load the generator and the first RM of ``--reward_schedule``, then train under the CCL reward callback.
+
+    Shared by ``train_refl.py``, ``train_dpo.py`` and ``train_grpo.py``.
+    """
     config.base_model = config.base_model or script_args.pretrained_model_name_or_path
 
     # Load models
@@ -106,11 +120,8 @@ def main() -> None:
     schedule = CCLSchedule.from_string(script_args.reward_schedule)
     reward = as_reward_function(schedule.stages[0].checkpoint, reward_type=script_args.reward)
 
-    # Prepare dataset
-    train_dataset, eval_dataset = build_datasets(script_args)
-
     # Train!
-    trainer = REFLTrainer(
+    trainer = trainer_class(
         generator,
         reward=reward,
         args=config,
@@ -119,6 +130,13 @@ def main() -> None:
         callbacks=[CCLRewardCallback(schedule)],
     )
     trainer.train()
+
+
+def main() -> None:
+    script_args, config = HfArgumentParser((ScriptArguments, REFLConfig)).parse_args_into_dataclasses()
+    # Prepare dataset
+    train_dataset, eval_dataset = build_datasets(script_args)
+    run_generator_training(REFLTrainer, script_args, config, train_dataset, eval_dataset)
 
 
 if __name__ == "__main__":
