@@ -104,7 +104,8 @@ def test_evaluate_reports_bad_input_and_missing_weights(sr_hr_dirs, capsys):
     assert "unknown metric 'fid'" in capsys.readouterr().err
     weights = sr_hr_dirs / "empty-weights"
     assert main(["evaluate", "--sr", sr, "--hr", hr, "--weights-dir", str(weights), "--out", out]) == 1
-    assert f"{weights}/pyiqa/LPIPS_v0.1_alex-df73285e.pth" in capsys.readouterr().err
+    missing = capsys.readouterr().err
+    assert f"{weights}/pyiqa/LPIPS_v0.1_alex-df73285e.pth" in missing and f"{weights}/clip/ViT-B-32.pt" in missing
     Image.open(sr_hr_dirs / "hr" / "coffee.png").resize((32, 24)).save(sr_hr_dirs / "blur" / "coffee.png")
     assert main(["evaluate", "--sr", sr, "--hr", hr, "--metrics", "ssim", "--out", out]) == 2
     assert "coffee.png is 32x24 but its HR image" in capsys.readouterr().err

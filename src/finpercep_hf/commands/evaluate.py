@@ -203,11 +203,15 @@ def run(args: argparse.Namespace) -> int:
     except (KeyError, ValueError, OSError) as error:
         print(f"error: {error.args[0] if isinstance(error, KeyError) else error}", file=sys.stderr)
         return 2
-    try:
-        rm = parse_named_path(args.rm[0])[1] if args.rm else None
-        metrics = {name: build_metric(name, args.weights_dir, rm=rm, device=args.device) for name in names}
-    except (FinPercepMissingWeightsError, FinPercepCheckpointError, ImportError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    rm = parse_named_path(args.rm[0])[1] if args.rm else None
+    metrics, failures = {}, []
+    for name in names:  # every metric is tried, so one run lists all the missing weight files
+        try:
+            metrics[name] = build_metric(name, args.weights_dir, rm=rm, device=args.device)
+        except (FinPercepMissingWeightsError, FinPercepCheckpointError, ImportError, ValueError) as error:
+            failures.append(f"error: {error}")
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
         return 1
     for name, path in generators:
         try:
