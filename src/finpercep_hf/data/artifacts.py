@@ -18,11 +18,13 @@ Kinds (``ARTIFACT_KINDS``):
 
 from __future__ import annotations
 
+import math
+
 import kornia
 import torch
 import torch.nn.functional as F
 
-from .degradations import blur_kernel, jpeg
+from .degradations import blur_kernel, jpeg, uniform
 
 ARTIFACT_KINDS = (
     "oversharpen_halo",
@@ -32,10 +34,6 @@ ARTIFACT_KINDS = (
     "color_bleeding",
     "aliasing_jaggies",
 )
-
-
-def _uniform(generator: torch.Generator | None, low: float, high: float) -> float:
-    return low + (high - low) * torch.rand((), generator=generator).item()
 
 
 def _randint(generator: torch.Generator | None, low: int, high: int) -> int:
@@ -66,8 +64,8 @@ class ArtifactGenerator:
         return getattr(self, f"_{self.kind}")(up, generator).clamp(0, 1)
 
     def _oversharpen_halo(self, up: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        sigma = _uniform(generator, 1.0, 3.0)
-        amount = _uniform(generator, 2.0, 5.0)
+        sigma = uniform(generator, 1.0, 3.0)
+        amount = uniform(generator, 2.0, 5.0)
         kernel_size = 2 * round(3 * sigma) + 1
         blurred = kornia.filters.gaussian_blur2d(up, (kernel_size, kernel_size), (sigma, sigma), border_type="reflect")
         return up + amount * (up - blurred)
@@ -82,31 +80,31 @@ class ArtifactGenerator:
         return out
 
     def _hallucinated_texture(self, up: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        channels = 1 if _uniform(generator, 0, 1) < 0.5 else 3
+        channels = 1 if uniform(generator, 0, 1) < 0.5 else 3
         noise = torch.randn((up.shape[0], channels, *up.shape[-2:]), generator=generator)
-        sigma_long, sigma_short = _uniform(generator, 1.0, 3.0), _uniform(generator, 0.4, 1.0)
-        kernel = blur_kernel("aniso", 11, sigma_long, sigma_short, _uniform(generator, -3.1416, 3.1416))
+        sigma_long, sigma_short = uniform(generator, 1.0, 3.0), uniform(generator, 0.4, 1.0)
+        kernel = blur_kernel("aniso", 11, sigma_long, sigma_short, uniform(generator, -math.pi, math.pi))
         fine = kornia.filters.filter2d(noise, kernel[None], border_type="reflect")
         band = fine - kornia.filters.gaussian_blur2d(fine, (9, 9), (2.5, 2.5), border_type="reflect")
         texture = torch.tanh(3.0 * band / band.std().clamp(min=1e-6))
         luminance = kornia.color.rgb_to_grayscale(up)
-        strength = _uniform(generator, 0.06, 0.16) * (0.3 + 2.8 * luminance * (1 - luminance))
+        strength = uniform(generator, 0.06, 0.16) * (0.3 + 2.8 * luminance * (1 - luminance))
         return up + strength * texture
 
     def _waxy_oversmoothing(self, up: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         size = 2 * _randint(generator, 3, 6) + 1
-        return kornia.filters.guided_blur(up, up, (size, size), _uniform(generator, 0.003, 0.02))
+        return kornia.filters.guided_blur(up, up, (size, size), uniform(generator, 0.003, 0.02))
 
     def _color_bleeding(self, up: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         ycbcr = kornia.color.rgb_to_ycbcr(up)
         chroma = ycbcr[:, 1:] - 0.5
-        sigma = _uniform(generator, 1.5, 4.0)
+        sigma = uniform(generator, 1.5, 4.0)
         kernel_size = 2 * round(3 * sigma) + 1
         chroma = kornia.filters.gaussian_blur2d(
             chroma, (kernel_size, kernel_size), (sigma, sigma), border_type="reflect"
         )
         shift = (_randint(generator, -6, 6), _randint(generator, -6, 6))
-        chroma = chroma.roll(shift, dims=(-2, -1)) * _uniform(generator, 1.4, 2.2)
+        chroma = chroma.roll(shift, dims=(-2, -1)) * uniform(generator, 1.4, 2.2)
         return kornia.color.ycbcr_to_rgb(torch.cat([ycbcr[:, :1], chroma + 0.5], dim=1))
 
 

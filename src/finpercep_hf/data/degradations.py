@@ -90,7 +90,8 @@ class DegradationConfig:
 
 
 # Random draws, all from one generator
-def _uniform(generator: torch.Generator, low: float, high: float) -> float:
+def uniform(generator: torch.Generator | None, low: float, high: float) -> float:
+    """One float drawn uniformly from [low, high) with ``generator`` (the data modules' shared random draw)."""
     return low + (high - low) * torch.rand((), generator=generator).item()
 
 
@@ -101,9 +102,9 @@ def _choice(generator: torch.Generator, options: tuple, probs: tuple[float, ...]
 
 def _beta(generator: torch.Generator, beta_range: tuple[float, float]) -> float:
     """Real-ESRGAN's shape draw: half the time below 1, half the time above."""
-    if _uniform(generator, 0, 1) < 0.5:
-        return _uniform(generator, beta_range[0], 1.0)
-    return _uniform(generator, 1.0, beta_range[1])
+    if uniform(generator, 0, 1) < 0.5:
+        return uniform(generator, beta_range[0], 1.0)
+    return uniform(generator, 1.0, beta_range[1])
 
 
 # Kernels
@@ -160,13 +161,13 @@ def random_blur_kernel(
 ) -> torch.Tensor:
     """Draw one stage's blur kernel (size, size) as Real-ESRGAN does (sinc with ``sinc_prob``, else a Gaussian)."""
     size = _choice(generator, config.kernel_sizes)
-    if _uniform(generator, 0, 1) < sinc_prob:
-        omega_c = _uniform(generator, math.pi / 3, math.pi) if size < 13 else _uniform(generator, math.pi / 5, math.pi)
+    if uniform(generator, 0, 1) < sinc_prob:
+        omega_c = uniform(generator, math.pi / 3, math.pi) if size < 13 else uniform(generator, math.pi / 5, math.pi)
         return sinc_kernel(omega_c, size)
     kind = _choice(generator, KERNEL_TYPES, config.kernel_probs)
-    sigma_x = _uniform(generator, *sigma_range)
-    sigma_y = _uniform(generator, *sigma_range)
-    rotation = _uniform(generator, -math.pi, math.pi)
+    sigma_x = uniform(generator, *sigma_range)
+    sigma_y = uniform(generator, *sigma_range)
+    rotation = uniform(generator, -math.pi, math.pi)
     beta = 1.0
     if kind.startswith("generalized"):
         beta = _beta(generator, betag_range)
@@ -215,14 +216,14 @@ def _add_noise(
     poisson_range: tuple[float, float],
     gray_prob: float,
 ) -> torch.Tensor:
-    gaussian = _uniform(generator, 0, 1) < gaussian_prob
-    gray = _uniform(generator, 0, 1) < gray_prob
+    gaussian = uniform(generator, 0, 1) < gaussian_prob
+    gray = uniform(generator, 0, 1) < gray_prob
     if gaussian:
-        sigma = _uniform(generator, *sigma_range) / 255.0
+        sigma = uniform(generator, *sigma_range) / 255.0
         shape = (image.shape[0], 1 if gray else 3, *image.shape[-2:])
         noise = torch.randn(shape, generator=generator) * sigma
     else:
-        scale = _uniform(generator, *poisson_range)
+        scale = uniform(generator, *poisson_range)
         base = kornia.color.rgb_to_grayscale(image) if gray else image
         base = base.clamp(0, 1).mul(255).round() / 255.0
         levels = 2 ** math.ceil(math.log2(max(2, torch.unique(base).numel())))
@@ -233,9 +234,9 @@ def _add_noise(
 def _random_scale(generator: torch.Generator, probs: tuple[float, ...], scale_range: tuple[float, float]) -> float:
     direction = _choice(generator, ("up", "down", "keep"), probs)
     if direction == "up":
-        return _uniform(generator, 1.0, scale_range[1])
+        return uniform(generator, 1.0, scale_range[1])
     if direction == "down":
-        return _uniform(generator, scale_range[0], 1.0)
+        return uniform(generator, scale_range[0], 1.0)
     return 1.0
 
 
@@ -247,9 +248,9 @@ def _degrade_one(image: torch.Tensor, generator: torch.Generator, config: Degrad
     kernel2 = random_blur_kernel(
         generator, config, config.blur_sigma2, config.betag_range2, config.betap_range2, config.sinc_prob2
     )
-    if _uniform(generator, 0, 1) < config.final_sinc_prob:
+    if uniform(generator, 0, 1) < config.final_sinc_prob:
         size = _choice(generator, config.kernel_sizes)
-        final_kernel = sinc_kernel(_uniform(generator, math.pi / 3, math.pi), size)
+        final_kernel = sinc_kernel(uniform(generator, math.pi / 3, math.pi), size)
     else:
         final_kernel = torch.ones(1, 1)
 
@@ -265,10 +266,10 @@ def _degrade_one(image: torch.Tensor, generator: torch.Generator, config: Degrad
         config.poisson_scale_range,
         config.gray_noise_prob,
     )
-    out = jpeg(out, round(_uniform(generator, *config.jpeg_range)))
+    out = jpeg(out, round(uniform(generator, *config.jpeg_range)))
 
     # Second stage
-    if _uniform(generator, 0, 1) < config.second_blur_prob:
+    if uniform(generator, 0, 1) < config.second_blur_prob:
         out = _filter(out, kernel2)
     factor = _random_scale(generator, config.resize_prob2, config.resize_range2)
     size = (int(height / config.scale * factor), int(width / config.scale * factor))
@@ -285,8 +286,8 @@ def _degrade_one(image: torch.Tensor, generator: torch.Generator, config: Degrad
     # Final stage: resize to the LR size, sinc and JPEG in one of two orders
     lr_size = (height // config.scale, width // config.scale)
     mode = _choice(generator, RESIZE_MODES)
-    quality = round(_uniform(generator, *config.jpeg_range2))
-    if _uniform(generator, 0, 1) < 0.5:
+    quality = round(uniform(generator, *config.jpeg_range2))
+    if uniform(generator, 0, 1) < 0.5:
         out = _filter(_resize(out, lr_size, mode), final_kernel)
         out = jpeg(out, quality)
     else:
@@ -324,6 +325,7 @@ def degrade(
 
 __all__ = [
     "KERNEL_TYPES",
+    "uniform",
     "DegradationConfig",
     "blur_kernel",
     "degrade",

@@ -60,7 +60,7 @@ from tqdm.auto import tqdm
 from ..cards import card_template_path
 from ..images import FinPercepImageError, list_images, load_image, pil_to_tensor, tensor_to_pil
 from .artifacts import ARTIFACT_KINDS
-from .degradations import DegradationConfig, degrade
+from .degradations import DegradationConfig, degrade, uniform
 from .masks import MASK_TYPES, SemanticMasker, random_mask, region_swap
 from .pdm_targets import PDMTargetBuilder
 from .sr_pool import SRPool
@@ -261,8 +261,7 @@ class FGRSynthesizer:
     def _crop(self, photo: Image.Image, generator: torch.Generator) -> tuple[Image.Image, list[int], float]:
         size = self.config.crop_size
         low, high = self.config.source_scale_range
-        factor = low + (high - low) * torch.rand((), generator=generator).item()
-        factor = max(factor, size / min(photo.size))
+        factor = max(uniform(generator, low, high), size / min(photo.size))
         scaled = (
             photo.resize(
                 (max(size, round(photo.width * factor)), max(size, round(photo.height * factor))), Image.BICUBIC

@@ -13,11 +13,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from .degradations import uniform
+
 MASK_TYPES = ("rectangle", "stroke", "semantic")
-
-
-def _uniform(generator: torch.Generator | None, low: float, high: float) -> float:
-    return low + (high - low) * torch.rand((), generator=generator).item()
 
 
 def _check_area_range(area_range: tuple[float, float]) -> None:
@@ -27,8 +25,8 @@ def _check_area_range(area_range: tuple[float, float]) -> None:
 
 
 def _rectangle(height: int, width: int, generator: torch.Generator, area_range: tuple[float, float]) -> np.ndarray:
-    target = _uniform(generator, *area_range) * height * width
-    aspect = math.exp(_uniform(generator, math.log(1 / 3), math.log(3)))
+    target = uniform(generator, *area_range) * height * width
+    aspect = math.exp(uniform(generator, math.log(1 / 3), math.log(3)))
     box_h = min(height, max(1, round(math.sqrt(target / aspect))))
     box_w = min(width, max(1, round(target / box_h)))
     box_h = min(height, max(1, round(target / box_w)))
@@ -42,19 +40,19 @@ def _rectangle(height: int, width: int, generator: torch.Generator, area_range: 
 def _stroke(height: int, width: int, generator: torch.Generator, area_range: tuple[float, float]) -> np.ndarray:
     """Free-form strokes (thick random polylines, as in DeepFill v2) added until the area reaches a drawn target."""
     low, high = area_range
-    target = _uniform(generator, low, high)
+    target = uniform(generator, low, high)
     canvas = Image.new("L", (width, height), 0)
     area = 0.0
     base_width = max(2.0, 0.5 * math.sqrt(target * height * width) / 3)
     for attempt in range(200):
         candidate = canvas.copy()
         draw = ImageDraw.Draw(candidate)
-        line_width = max(1, round(base_width * _uniform(generator, 0.5, 1.5) / (1 + attempt // 20)))
-        x, y = _uniform(generator, 0, width), _uniform(generator, 0, height)
+        line_width = max(1, round(base_width * uniform(generator, 0.5, 1.5) / (1 + attempt // 20)))
+        x, y = uniform(generator, 0, width), uniform(generator, 0, height)
         points = [(x, y)]
         for _ in range(int(torch.randint(3, 9, (), generator=generator))):
-            angle = _uniform(generator, 0, 2 * math.pi)
-            length = _uniform(generator, 0.1, 0.35) * max(height, width)
+            angle = uniform(generator, 0, 2 * math.pi)
+            length = uniform(generator, 0.1, 0.35) * max(height, width)
             dx, dy = length * math.cos(angle), length * math.sin(angle)
             x = min(max(x + dx if 0 <= x + dx < width else x - dx, 0), width - 1)  # bounce off the borders
             y = min(max(y + dy if 0 <= y + dy < height else y - dy, 0), height - 1)
