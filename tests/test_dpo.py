@@ -359,7 +359,8 @@ def test_script_two_processes_checkpoint_resume_and_switch_stages(
     assert [(step, value) for step, value in scalars["curriculum/stage"] if value == 1.0] == [(3, 1.0)]
     assert [step for step, _ in scalars["validation/hacking_gap"]] == [4]
     saved = load_file(output_dir / "pytorch_lora_weights.safetensors")
-    assert any("lora_B" in key and tensor.abs().sum() > 0 for key, tensor in saved.items())
+    up_weights = [tensor for key, tensor in saved.items() if key.endswith("lora.up.weight")]  # diffusers' lora_B
+    assert up_weights and all(tensor.abs().sum() > 0 for tensor in up_weights)
     method = "diffusion-dpo" if script == "train_dpo.py" else "grpo"
     assert method in (output_dir / "README.md").read_text()
 

@@ -5,7 +5,9 @@ import math
 import pytest
 import torch
 
+from finpercep_hf.generators import SDUpscalerGenerator, build_sd_upscaler_pipeline
 from finpercep_hf.generators.ddim_logprob import gaussian_kl
+from finpercep_hf.trainers import GRPOConfig, GRPOTrainer
 from finpercep_hf.trainers.grpo import clipped_surrogate_loss, group_advantages
 
 
@@ -67,3 +69,157 @@ def test_gaussian_kl_hand_computed():
     # (mu - mu_ref)^2 / (2 std^2) = 1/2 and 2
     torch.testing.assert_close(gaussian_kl(mean, mean_ref, std), torch.tensor([0.5, 2.0]))
     assert gaussian_kl(mean, mean, std).abs().max() == 0
+
+
+# The GRPO trainer on the tiny SD-x4-upscaler (in-process); the script runs in test_dpo.py with train_dpo.py.
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny UNets run faster on one thread than on two threads contended by other processes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def brightness(images):
+    return images.mean(dim=(1, 2, 3))
+
+
+class LowResImages(torch.utils.data.Dataset):
+    """Fixed random LR images (3, 8, 8) with random HR companions, seeded."""
+
+    def __init__(self, count: int):
+        generator = torch.Generator().manual_seed(0)
+        self.image_lr = torch.rand(count, 3, 8, 8, generator=generator)
+        self.image_gt = torch.rand(count, 3, 32, 32, generator=generator)
+
+    def __len__(self):
+        return len(self.image_lr)
+
+    def __getitem__(self, index):
+        return {"image_lr": self.image_lr[index], "image_gt": self.image_gt[index]}
+
+
+def make_trainer(tmp_path, dataset, **overrides):
+    torch.manual_seed(0)
+    generator = SDUpscalerGenerator.from_pipeline(build_sd_upscaler_pipeline("tiny"))
+    options = dict(
+        output_dir=str(tmp_path / "grpo"),
+        group_size=4,
+        num_inference_steps=4,
+        train_batch_size=2,
+        gradient_accumulation_steps=1,
+        learning_rate=1e-3,
+        validation_steps=0,
+        checkpointing_steps=100,
+        report_to="none",
+    )
+    return GRPOTrainer(
+        generator, reward=brightness, args=GRPOConfig(**{**options, **overrides}), train_dataset=dataset
+    )
+
+
+def test_grpo_config_defaults_and_validation():
+    config = GRPOConfig()
+    assert (config.group_size, config.num_inference_steps, config.eta, config.clip_range) == (8, 20, 1.0, 1e-4)
+    assert config.adv_clip_max == 5 and config.kl_beta == 0 and config.num_train_timesteps == 12
+    for bad, match in [
+        (dict(group_size=1), "group_size"),
+        (dict(eta=0.0), "eta"),
+        (dict(timestep_fraction=0.0), "timestep_fraction"),
+        (dict(advantage_std="batch"), "advantage_std"),
+        (dict(clip_range=0.0), "clip_range"),
+        (dict(kl_beta=0.1, use_lora=False), "use_lora"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            GRPOConfig(**bad)
+
+
+def test_rollout_stores_a_consistent_trajectory_and_recomputes_ratio_one(tmp_path):
+    dataset = LowResImages(2)
+    trainer = make_trainer(tmp_path, dataset)
+    rollout = trainer.rollout(dataset.image_lr, rng=torch.Generator().manual_seed(0))
+    num_samples, num_steps = 2 * 4, 4
+    assert rollout.latents.shape == rollout.next_latents.shape == (num_samples, num_steps, 4, 8, 8)
+    assert rollout.log_probs.shape == (num_samples, num_steps) and torch.isfinite(rollout.log_probs).all()
+    torch.testing.assert_close(rollout.next_latents[:, :-1], rollout.latents[:, 1:])  # x_{t-1} is the next input
+    torch.testing.assert_close(rollout.rewards, brightness(rollout.images))
+    # a group shares its LR conditioning (same low-res noise), groups differ
+    conditions = rollout.condition.image_lr.view(2, 4, 3, 8, 8)
+    assert torch.equal(conditions[:, 0], conditions[:, 3]) and not torch.equal(conditions[0, 0], conditions[1, 0])
+    # group advantages sum to ~0 per group and are the normalised rewards
+    torch.testing.assert_close(rollout.advantages.view(2, 4).sum(dim=1), torch.zeros(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        rollout.advantages, group_advantages(rollout.rewards.view(2, 4), clip_max=5.0).flatten()
+    )
+    # unchanged weights: every stored step has ratio 1, with per-sample step indices too
+    rows = torch.arange(num_samples)
+    for step_index in [torch.full((num_samples,), j) for j in range(num_steps)] + [torch.randint(0, 4, (8,))]:
+        with torch.no_grad():
+            step = trainer.step_log_probs(rollout, step_index)
+        ratio = torch.exp(step.log_prob - rollout.log_probs[rows, step_index])
+        torch.testing.assert_close(ratio, torch.ones(num_samples), atol=1e-4, rtol=0)
+
+
+def test_compute_loss_gradient_equals_the_sum_over_all_trained_steps(tmp_path):
+    """The per-unit backward inside compute_loss + the loop's backward give the gradient of the full loss."""
+    dataset = LowResImages(2)
+    trainer = make_trainer(tmp_path, dataset, timestep_fraction=0.5, kl_beta=0.5)
+    trainer.args.clip_range = 0.2
+    # one update first, so that B != 0 and the ratio and KL terms carry gradients to every LoRA weight
+    trainer.compute_loss({"image_lr": dataset.image_lr})[0].backward()
+    trainer.optimizer.step()
+    trainer.optimizer.zero_grad()
+    rollout = trainer.rollout(dataset.image_lr, rng=torch.Generator().manual_seed(1))
+    trainer.rollout = lambda image_lr: rollout
+    parameters = list(trainer.generator.trainable_parameters())
+
+    torch.manual_seed(5)
+    loss, logs = trainer.compute_loss({"image_lr": dataset.image_lr})
+    loss.backward()
+    split = [p.grad.clone() for p in parameters]
+    trainer.optimizer.zero_grad()
+
+    torch.manual_seed(5)
+    order = torch.argsort(torch.rand(8, 4), dim=1)
+    total = sum(trainer.unit_loss(rollout, order[:, j])[0] for j in range(2)) / 2
+    total.backward()
+    assert loss.item() == pytest.approx(total.item(), rel=1e-5)
+    for a, b in zip(split, (p.grad for p in parameters)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
+    assert logs["kl_ref"] > 0 and {"approx_kl", "clipfrac", "reward_mean", "advantage_abs"} <= set(logs)
+
+
+def test_rollout_reuse_makes_the_ratio_leave_one_and_the_clip_act(tmp_path):
+    trainer = make_trainer(tmp_path, LowResImages(2), rollout_reuse=2, clip_range=1e-6, kl_beta=0.1, max_train_steps=2)
+    history = trainer.train().log_history
+    first, second = history[0], history[1]
+    # update 1: only the fresh rollout, on-policy; update 2: the first rollout again, after one optimizer step
+    assert first["train/approx_kl"] == 0 and first["train/clipfrac"] == 0 and first["train/kl_ref"] == 0
+    assert second["train/approx_kl"] > 0 and second["train/clipfrac"] > 0 and second["train/kl_ref"] > 0
+    assert len(trainer.rollout_buffer) == 1 and trainer.rollout_buffer[0][1] == 1
+
+
+def test_few_grpo_steps_increase_the_mean_brightness(tmp_path):
+    """4 updates on 4 LR images x 16 samples, toy reward = mean brightness, evaluated on the same noise seed."""
+    dataset = LowResImages(4)
+    trainer = make_trainer(
+        tmp_path,
+        dataset,
+        group_size=16,
+        train_batch_size=4,
+        timestep_fraction=1.0,
+        learning_rate=3e-3,
+        max_train_steps=4,
+    )
+
+    def mean_reward() -> float:
+        return trainer.rollout(dataset.image_lr, rng=torch.Generator().manual_seed(123)).rewards.mean().item()
+
+    before = mean_reward()
+    history = trainer.train().log_history
+    after = mean_reward()
+    assert after > before
+    assert history[-1]["train/reward_mean"] > history[0]["train/reward_mean"]

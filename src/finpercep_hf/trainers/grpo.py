@@ -49,7 +49,7 @@ def group_advantages(
         clip_max: if given, advantages are clamped to ``[-clip_max, clip_max]``.
 
     Returns:
-        (G, K) float; before clipping each row sums to 0.
+        (G, K) float32; before clipping each row sums to 0.
     """
     if std_scope not in ADVANTAGE_STD_SCOPES:
         raise ValueError(f"std_scope must be one of {ADVANTAGE_STD_SCOPES}, got {std_scope!r}.")
@@ -57,13 +57,13 @@ def group_advantages(
         raise ValueError(f"rewards must be (G, K) with K >= 2 samples per group, got {tuple(rewards.shape)}.")
     if clip_max is not None and not clip_max > 0:
         raise ValueError(f"clip_max must be > 0, got {clip_max}.")
-    rewards = rewards.float()
+    rewards = rewards.double()  # rewards differ in their last float32 digits within a group: centre in float64
     centred = rewards - rewards.mean(dim=1, keepdim=True)
     std = rewards.std(dim=1, keepdim=True) if std_scope == "group" else rewards.std()
     advantages = centred / (std + eps)
     if clip_max is not None:
         advantages = advantages.clamp(-clip_max, clip_max)
-    return advantages
+    return advantages.float()
 
 
 @dataclass
