@@ -232,3 +232,20 @@ def test_lrhr_dataset_crops_pairs_and_errors(skimage_photos, tmp_path):
         LRHRDataset([photo], resolution=512)[0]
     with pytest.raises(ValueError, match="multiple of the scale"):
         LRHRDataset([photo], resolution=30)
+
+
+def test_full_unet_fine_tuning_checkpoints_and_saves_the_unet(make_rm, skimage_photos, tmp_path):
+    torch.manual_seed(0)
+    generator = SDUpscalerGenerator.from_pipeline(build_sd_upscaler_pipeline("tiny"))
+    dataset = LRHRDataset(list(skimage_photos.values())[:2], resolution=32)
+    config = tiny_config(tmp_path, use_lora=False, max_train_steps=1, checkpointing_steps=1, learning_rate=1e-3)
+    before = [p.detach().clone() for p in generator.unet.parameters()]
+    trainer = REFLTrainer(generator, reward=make_rm(stage=0), args=config, train_dataset=dataset)
+    assert not generator.has_lora and all(p.requires_grad for p in generator.unet.parameters())
+    trainer.train()
+    output_dir = tmp_path / "refl"
+    assert (output_dir / "checkpoint-1" / "model.safetensors").is_file()
+    assert (output_dir / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert not (output_dir / "pytorch_lora_weights.safetensors").exists()
+    assert any(not torch.equal(a, b) for a, b in zip(before, generator.unet.parameters()))
+    assert "REFL" in (output_dir / "README.md").read_text()

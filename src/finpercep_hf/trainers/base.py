@@ -511,25 +511,29 @@ class GeneratorTrainer:
             )
 
     def model_card_description(self) -> str:
-        """Markdown body of the model card: method, reward, curriculum, last validation figures."""
+        """Markdown body of the model card: method, reward, usage, curriculum, last validation figures and panel."""
+        method = self.method_name.upper()
+        paper = f" ([paper]({self.paper_url}))" if self.paper_url else ""
         lines = [
-            f"# {self.method_name} LoRA for an SR generator, rewarded by FinPercep-RM",
+            f"# {method} LoRA for an SR generator, rewarded by FinPercep-RM",
             "",
-            f"Trained with `finpercep_hf` ({self.method_name}{f', {self.paper_url}' if self.paper_url else ''}) "
-            f"for {self.state.global_step} updates; reward: `{self.reward.name}`.",
+            f"Trained with `finpercep_hf` {method}{paper} for {self.state.global_step} updates from "
+            f"`{self.args.base_model or 'an SD-x4-upscaler checkpoint'}`; reward: `{self.reward.name}`.",
             "",
             "```python",
             "from diffusers import StableDiffusionUpscalePipeline",
-            'pipe = StableDiffusionUpscalePipeline.from_pretrained("stabilityai/stable-diffusion-x4-upscaler")',
+            f'pipe = StableDiffusionUpscalePipeline.from_pretrained("{self.args.base_model or "<base model>"}")',
             f'pipe.load_lora_weights("{self.args.hub_model_id or self.output_dir.name}")',
             "```",
         ]
-        stages = [getattr(callback, "describe", None) for callback in self.callbacks]
-        lines += [f"\n{text()}" for text in stages if text is not None]
+        lines += [f"\n{callback.describe()}" for callback in self.callbacks if hasattr(callback, "describe")]
         if self.validation_history:
             last = self.validation_history[-1]
             lines += ["", "## Last validation (reward-hacking monitor)", "", "| metric | value |", "|---|---|"]
             lines += [f"| {key} | {value:.4f} |" for key, value in last.items() if key != "step"]
+            panel = Path("validation") / f"step-{last['step']}" / "0_panel.png"
+            if (self.output_dir / panel).is_file():
+                lines += ["", f"![LR (bicubic) | reference policy | trained policy | HR]({panel.as_posix()})"]
         return "\n".join(lines)
 
     def save_model_card(self) -> Path:
