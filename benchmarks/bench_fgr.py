@@ -7,6 +7,7 @@ these figures and timed separately per pool member (classical upsamplers and the
 Each process runs with one torch thread. Target: >= 10 samples/s per core without models, >= 1.8x with 2 processes.
 
     python benchmarks/bench_fgr.py [--samples 24] [--dino-samples 4] [--size 512]
+    python benchmarks/bench_fgr.py --mini     # FGR-mini build time and per-artifact-kind pdm_target contrast
 """
 
 from __future__ import annotations
@@ -103,12 +104,50 @@ def time_sr_models(size: int, repeats: int = 4) -> dict[str, float]:
     return timings
 
 
+def bench_mini() -> None:
+    """Build time of the FGR-mini preset (one thread) and, per artifact kind, the mean pdm_target inside and
+    outside the mask: how visible each kind is to the reward model it trains."""
+    import tempfile
+
+    import datasets
+    import numpy as np
+
+    from finpercep_hf.data import FGRBuildConfig, build_fgr
+
+    config = FGRBuildConfig.mini()
+    with tempfile.TemporaryDirectory() as scratch:
+        tic = time.perf_counter()
+        path = build_fgr(config, scratch, progress=False)
+        seconds = time.perf_counter() - tic
+        rows = datasets.load_dataset(str(path), split="train")
+        stats: dict[str, list[tuple[float, float, float]]] = {}
+        for row in rows:
+            mask = np.asarray(row["mask"]) > 127
+            target = np.asarray(row["pdm_target"])
+            stats.setdefault(row["artifact_kind"], []).append(
+                (target[mask].mean(), target[~mask].mean(), row["mask_area"])
+            )
+    print(f"# FGR-mini preset: {len(rows)} samples at {config.crop_size}x{config.crop_size}, 1 torch thread")
+    print(f"build time {seconds:.1f} s ({len(rows) / seconds:.1f} samples/s), load average {os.getloadavg()[0]:.1f}")
+    print()
+    print("| artifact_kind | rows | mean pdm_target inside mask | outside mask | inside / outside |")
+    print("|---|---|---|---|---|")
+    for kind, values in sorted(stats.items()):
+        inside, outside = np.mean([v[0] for v in values]), np.mean([v[1] for v in values])
+        print(f"| {kind} | {len(values)} | {inside:.3f} | {outside:.3f} | {inside / max(outside, 1e-6):.1f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=24, help="Samples per run without models.")
     parser.add_argument("--dino-samples", type=int, default=4, help="Samples per run with the ViT-S DINOv3.")
     parser.add_argument("--size", type=int, default=512, help="Crop side in pixels.")
+    parser.add_argument("--mini", action="store_true", help="Time the FGR-mini preset build and its per-kind maps.")
     args = parser.parse_args()
+    if args.mini:
+        torch.set_num_threads(1)
+        bench_mini()
+        return
 
     print(f"# FGR synthesis throughput at {args.size}x{args.size} (SR model excluded)")
     print(

@@ -35,6 +35,9 @@ On disk: ``data/train-XXXXX-of-YYYYY.parquet`` (one file per shard, written to a
 shard either exists complete or not at all), ``fgr_build.json`` (the build config and the normalisation scale) and
 ``README.md`` (the dataset card, whose YAML ``configs`` lets ``load_dataset(output_dir)`` work with no script).
 
+``datasets`` caches a local folder's rows by the folder's name and the card's ``dataset_info``; the card records
+the row count and Parquet bytes there, so a rebuilt folder is not served from a stale cache.
+
 Python entry points: ``build_fgr(FGRBuildConfig(...), output_dir)`` (``FGRBuildConfig.mini()`` for the offline
 preset), ``FGRSynthesizer`` for single samples, and ``FGRBuilder``, a ``datasets.GeneratorBasedBuilder``.
 """

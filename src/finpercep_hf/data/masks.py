@@ -101,7 +101,7 @@ class SemanticMasker:
         points_per_batch: prompt points per forward pass.
         points_per_crop: the prompt grid has ``points_per_crop``^2 points (SAM's default 32).
         pred_iou_thresh, stability_score_thresh: SAM's segment filters (the pipeline's defaults).
-        device: torch device for the pipeline.
+        device: torch device for the pipeline (default: the current CUDA device when there is one, else CPU).
     """
 
     def __init__(
@@ -118,6 +118,8 @@ class SemanticMasker:
         if isinstance(model, str):
             from transformers import pipeline
 
+            if device is None and torch.cuda.is_available():
+                device = torch.cuda.current_device()
             model = pipeline("mask-generation", model=model, device=device)
         self.pipeline = model
         self.name = getattr(getattr(model, "model", None), "name_or_path", "sam")

@@ -36,7 +36,7 @@ class PDMTargetBuilder:
             calling the builder.
         ssim_window: window of the fallback's local SSIM (odd).
         image_mean, image_std: normalisation of the DINOv3 inputs (ImageNet's, as the LVD-1689M checkpoints).
-        device: where the DINOv3 model runs.
+        device: where the DINOv3 model runs (default: the current CUDA device when there is one, else CPU).
     """
 
     def __init__(
@@ -59,7 +59,7 @@ class PDMTargetBuilder:
             from transformers import DINOv3ViTModel
 
             dino = DINOv3ViTModel.from_pretrained(dino)
-        self.device = torch.device(device or "cpu")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dino = dino.to(self.device).eval() if dino is not None else None
         self.alpha, self.scale, self.ssim_window = alpha, scale, ssim_window
         self.image_mean = torch.tensor(image_mean).view(1, 3, 1, 1)
