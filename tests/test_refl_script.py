@@ -132,5 +132,10 @@ def test_script_data_sources_dataset_and_skimage_fallback(skimage_photos, tmp_pa
     with pytest.raises(ValueError, match="no column 'image_hr'"):
         train_refl.build_datasets(script_args)
     (script_args,) = parser.parse_args_into_dataclasses(base)
-    train, _ = train_refl.build_datasets(script_args)
+    train, bicubic = train_refl.build_datasets(script_args)
     assert len(train) == len(train_refl.SKIMAGE_PHOTOS)
+    (script_args,) = parser.parse_args_into_dataclasses([*base, "--degradation", "realesrgan"])
+    _, degraded = train_refl.build_datasets(script_args)
+    torch.testing.assert_close(degraded[0]["image_gt"], bicubic[0]["image_gt"])
+    assert degraded[0]["image_lr"].shape == (3, 16, 16)
+    assert not torch.allclose(degraded[0]["image_lr"], bicubic[0]["image_lr"])
