@@ -1,5 +1,7 @@
 """Masks (random and SAM), region swap, and pdm_target maps (1 - SSIM fallback and a tiny random DINOv3)."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -125,6 +127,25 @@ def test_sam_masks_lie_within_area_bounds(tiny_sam_dir, skimage_photos):
     masker.area_range = (union_area + 0.005, 1.0)  # no segment, and no union, fits
     assert masker.pick(segments, torch.Generator().manual_seed(0)) is None
     assert masker.pick([], torch.Generator().manual_seed(0)) is None
+
+
+def test_segment_anything_generators_are_accepted(skimage_photos):
+    class FakeAutomaticMaskGenerator:  # the interface of segment_anything.SamAutomaticMaskGenerator
+        def generate(self, image):
+            assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+            small, large = np.zeros((64, 64), bool), np.zeros((64, 64), bool)
+            small[:8, :8], large[:, :40] = True, True
+            return [{"segmentation": small}, {"segmentation": large}]
+
+    masker = SemanticMasker(FakeAutomaticMaskGenerator(), area_range=(0.5, 0.7))
+    mask = masker(skimage_photos["coffee"].crop((0, 0, 64, 64)), torch.Generator().manual_seed(0))
+    assert mask is not None and mask.mean().item() == pytest.approx(40 / 64)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("segment_anything") is not None, reason="segment_anything installed")
+def test_segment_anything_spec_without_the_package_says_what_to_install():
+    with pytest.raises(ImportError, match=r"finpercep-hf\[sam\]"):
+        SemanticMasker("segment_anything:vit_b:sam_vit_b.pth")
 
 
 def test_semantic_masks_in_the_builder_record_their_type(tiny_sam_dir):

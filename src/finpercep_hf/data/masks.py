@@ -89,19 +89,22 @@ def random_mask(
 
 
 class SemanticMasker:
-    """Semantic masks from SAM through the transformers ``mask-generation`` pipeline.
+    """Semantic masks from SAM: the transformers ``mask-generation`` pipeline, or ``segment_anything``.
 
     ``masker(image, generator)`` returns one segment (or a union of smaller segments) whose area ratio lies in
     ``area_range`` as a (H, W) float32 tensor in {0, 1}, or None when SAM finds no such segment (the caller then
     falls back to a random mask and records that mask type).
 
     Args:
-        model: a SAM checkpoint id or path (e.g. ``facebook/sam-vit-base``) or a ready ``mask-generation`` pipeline.
+        model: a SAM checkpoint id or path for transformers (e.g. ``facebook/sam-vit-base``);
+            ``"segment_anything:<model_type>:<checkpoint.pth>"`` (e.g. ``segment_anything:vit_b:sam_vit_b.pth``,
+            needs the optional ``segment-anything`` package); or a ready ``mask-generation`` pipeline or
+            ``segment_anything.SamAutomaticMaskGenerator``.
         area_range: bounds of the area ratio.
         points_per_batch: prompt points per forward pass.
         points_per_crop: the prompt grid has ``points_per_crop``^2 points (SAM's default 32).
         pred_iou_thresh, stability_score_thresh: SAM's segment filters (the pipeline's defaults).
-        device: torch device for the pipeline (default: the current CUDA device when there is one, else CPU).
+        device: torch device for SAM (default: the current CUDA device when there is one, else CPU).
     """
 
     def __init__(
@@ -115,20 +118,43 @@ class SemanticMasker:
         device: str | int | None = None,
     ) -> None:
         _check_area_range(area_range)
-        if isinstance(model, str):
+        if device is None and torch.cuda.is_available():
+            device = torch.cuda.current_device()
+        if isinstance(model, str) and model.startswith("segment_anything:"):
+            model = self._segment_anything(model, device, points_per_crop, points_per_batch, pred_iou_thresh,
+                                           stability_score_thresh)  # fmt: skip
+        elif isinstance(model, str):
             from transformers import pipeline
 
-            if device is None and torch.cuda.is_available():
-                device = torch.cuda.current_device()
             model = pipeline("mask-generation", model=model, device=device)
         self.pipeline = model
-        self.name = getattr(getattr(model, "model", None), "name_or_path", "sam")
         self.area_range = area_range
         self.points_per_batch, self.points_per_crop = points_per_batch, points_per_crop
         self.pred_iou_thresh, self.stability_score_thresh = pred_iou_thresh, stability_score_thresh
 
+    @staticmethod
+    def _segment_anything(spec: str, device, points_per_side: int, points_per_batch: int, pred_iou_thresh: float,
+                          stability_score_thresh: float):  # fmt: skip
+        _, model_type, checkpoint = spec.split(":", 2)
+        try:
+            from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
+        except ImportError as error:
+            raise ImportError(f"{spec}: install the optional package: pip install 'finpercep-hf[sam]'.") from error
+        if model_type not in sam_model_registry:
+            raise ValueError(f"{spec}: model type must be one of {sorted(sam_model_registry)}.")
+        sam = sam_model_registry[model_type](checkpoint=checkpoint).to("cpu" if device is None else device)
+        return SamAutomaticMaskGenerator(
+            sam,
+            points_per_side=points_per_side,
+            points_per_batch=points_per_batch,
+            pred_iou_thresh=pred_iou_thresh,
+            stability_score_thresh=stability_score_thresh,
+        )
+
     def segments(self, image: Image.Image) -> list[np.ndarray]:
         """All SAM segments of ``image`` as (H, W) bool arrays."""
+        if hasattr(self.pipeline, "generate"):  # segment_anything's SamAutomaticMaskGenerator
+            return [np.asarray(item["segmentation"], dtype=bool) for item in self.pipeline.generate(np.asarray(image))]
         outputs = self.pipeline(
             image,
             points_per_batch=self.points_per_batch,
