@@ -77,6 +77,17 @@ def test_mini_build_reads_back_with_promised_columns_and_types(tmp_path):
     assert f"{record['pdm_scale']:.6g}" in card and "path: data/train-*" in card and "1-ssim" in card
 
 
+def test_config_round_trips_through_the_build_file_and_validates():
+    config = tiny_config(area_range=(0.2, 0.3), sr_weights=[1.0] * 8)
+    assert FGRBuildConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match="multiple of 4"):
+        tiny_config(crop_size=66)
+    with pytest.raises(ValueError, match="skimage_photos"):
+        tiny_config(skimage_photos=("astronaut", "no_such_photo"))
+    with pytest.raises(ValueError, match="mask_types"):
+        tiny_config(mask_types=("circle",))
+
+
 def test_rows_are_reproducible_and_differ_across_seeds():
     first, again = FGRSynthesizer(tiny_config()), FGRSynthesizer(tiny_config())
     other = FGRSynthesizer(tiny_config(seed=1))

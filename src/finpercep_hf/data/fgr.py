@@ -203,6 +203,7 @@ class FGRBuildConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> FGRBuildConfig:
+        """Rebuild a config from ``to_dict`` output (e.g. the ``config`` entry of a build's ``fgr_build.json``)."""
         tuples = {f.name for f in dataclasses.fields(cls) if "tuple" in str(f.type)}
         values = {k: tuple(v) if k in tuples and v is not None else v for k, v in values.items()}
         values["degradation"] = DegradationConfig(
@@ -319,7 +320,7 @@ class FGRSynthesizer:
 
     def to_row(self, sample: dict) -> dict:
         """Turn a ``synthesize`` result into a dataset row (PIL images, normalised ``pdm_target``)."""
-        row = {key: value for key, value in sample.items() if key not in ("raw_pdm",)}
+        row = {key: value for key, value in sample.items() if key != "raw_pdm"}
         for key in ("image_gt", "image_sr", "image_syn"):
             row[key] = tensor_to_pil(sample[key])
         row["mask"] = Image.fromarray((sample["mask"].numpy() * 255).round().astype(np.uint8), mode="L")

@@ -22,7 +22,6 @@ import inspect
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -110,7 +109,7 @@ class DiffusersSR:
             images = self.pipeline(
                 image=lr * 2 - 1, num_inference_steps=self.num_inference_steps, generator=generator, output_type="pt"
             ).images
-        return torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images).float().cpu().clamp(0, 1)
+        return images.float().cpu().clamp(0, 1)  # output_type="pt": (B, 3, H, W) in [0, 1]
 
 
 class AdapterSR:
@@ -176,10 +175,6 @@ class SRPool:
             raise ValueError(f"weights must be {len(models)} non-negative numbers with a positive sum, got {weights}.")
         self.models = [load_sr_model(model, scale=scale) for model in models]
         self.weights = torch.tensor(weights if weights is not None else [1.0] * len(models), dtype=torch.float64)
-
-    @property
-    def names(self) -> list[str]:
-        return [model.name for model in self.models]
 
     def pick(self, generator: torch.Generator) -> SRModel:
         return self.models[torch.multinomial(self.weights, 1, generator=generator).item()]
