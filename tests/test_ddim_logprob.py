@@ -100,6 +100,22 @@ def test_rescoring_a_stored_step_gives_ratio_one_and_gradients():
     assert (at_mean.log_prob > rescored.log_prob).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_samples_are_scored_as_stored(dtype):
+    """The log-probability of a bf16/fp16 step is that of the rounded sample, so re-scoring it gives ratio 1."""
+    scheduler = make_scheduler("v_prediction")
+    torch.manual_seed(0)
+    sample, model_output = torch.randn(2, 4, 8, 8, dtype=dtype), torch.randn(2, 4, 8, 8, dtype=dtype)
+    t = scheduler.timesteps[2]
+    sampled = ddim_step_with_logprob(scheduler, model_output, t, sample, generator=torch.Generator().manual_seed(0))
+    assert sampled.prev_sample.dtype == dtype
+    rescored = ddim_step_with_logprob(scheduler, model_output, t, sample, prev_sample=sampled.prev_sample)
+    torch.testing.assert_close(rescored.log_prob, sampled.log_prob, rtol=0, atol=0)
+    flow = flow_sde_step_with_logprob(0.7, 0.6, model_output, sample, generator=torch.Generator().manual_seed(0))
+    flow_rescored = flow_sde_step_with_logprob(0.7, 0.6, model_output, sample, prev_sample=flow.prev_sample)
+    torch.testing.assert_close(flow_rescored.log_prob, flow.log_prob, rtol=0, atol=0)
+
+
 def test_ddim_step_rejects_bad_input():
     scheduler = make_scheduler("epsilon")
     x = torch.randn(1, 4, 8, 8)

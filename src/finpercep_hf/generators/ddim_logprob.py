@@ -155,9 +155,10 @@ def ddim_step_with_logprob(
     mean = alpha_prod_prev.sqrt() * pred_x0 + (1 - alpha_prod_prev - std**2).sqrt() * pred_eps
     std = std.expand(sample.shape[0], *std.shape[1:])
 
-    prev_sample = _sample_or_check(prev_sample, mean, std, generator)
+    # Score the sample as it is stored (e.g. rounded to bf16), so that re-scoring it later gives the same number.
+    prev_sample = _sample_or_check(prev_sample, mean, std, generator).to(output_dtype)
     log_prob = gaussian_log_prob(prev_sample.float(), mean, std)
-    return StepWithLogProb(prev_sample.to(output_dtype), log_prob, mean, std)
+    return StepWithLogProb(prev_sample, log_prob, mean, std)
 
 
 def flow_sde_step_with_logprob(
@@ -197,9 +198,10 @@ def flow_sde_step_with_logprob(
     mean = sample * (1 + s**2 * dt / (2 * sigma)) + model_output * (1 + s**2 * (1 - sigma) / (2 * sigma)) * dt
     std = (s * (-dt).sqrt()).expand(sample.shape[0], *s.shape[1:])
 
-    prev_sample = _sample_or_check(prev_sample, mean, std, generator)
+    # Score the sample as it is stored (e.g. rounded to bf16), so that re-scoring it later gives the same number.
+    prev_sample = _sample_or_check(prev_sample, mean, std, generator).to(output_dtype)
     log_prob = gaussian_log_prob(prev_sample.float(), mean, std)
-    return StepWithLogProb(prev_sample.to(output_dtype), log_prob, mean, std)
+    return StepWithLogProb(prev_sample, log_prob, mean, std)
 
 
 __all__ = [
