@@ -9,6 +9,7 @@ from finpercep_hf.generators import SDUpscalerGenerator, build_sd_upscaler_pipel
 from finpercep_hf.generators.ddim_logprob import gaussian_kl
 from finpercep_hf.trainers import GRPOConfig, GRPOTrainer
 from finpercep_hf.trainers.grpo import clipped_surrogate_loss, group_advantages
+from test_dpo import brightness, one_thread  # noqa: F401  (one_thread: an autouse fixture, shared)
 
 
 def test_group_advantages_hand_computed_and_zero_sum():
@@ -72,19 +73,6 @@ def test_gaussian_kl_hand_computed():
 
 
 # The GRPO trainer on the tiny SD-x4-upscaler (in-process); the script runs in test_dpo.py with train_dpo.py.
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny UNets run faster on one thread than on two threads contended by other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def brightness(images):
-    return images.mean(dim=(1, 2, 3))
 
 
 class LowResImages(torch.utils.data.Dataset):
