@@ -112,7 +112,7 @@ def make_trainer(tmp_path, dataset, **overrides):
 def test_grpo_config_defaults_and_validation():
     config = GRPOConfig()
     assert (config.group_size, config.num_inference_steps, config.eta, config.clip_range) == (8, 20, 1.0, 1e-4)
-    assert config.adv_clip_max == 5 and config.kl_beta == 0 and config.num_train_timesteps == 12
+    assert config.adv_clip_max == 5 and config.kl_beta == 0 and config.num_trained_steps == 12
     for bad, match in [
         (dict(group_size=1), "group_size"),
         (dict(eta=0.0), "eta"),

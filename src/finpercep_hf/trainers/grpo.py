@@ -153,7 +153,7 @@ class GRPOConfig(GeneratorTrainerConfig):
             raise ValueError("kl_beta > 0 needs use_lora=True: the reference policy is the UNet without its LoRA.")
 
     @property
-    def num_train_timesteps(self) -> int:
+    def num_trained_steps(self) -> int:
         """Denoising steps trained per sample of a rollout."""
         return max(1, math.ceil(self.timestep_fraction * self.num_inference_steps))
 
@@ -289,7 +289,7 @@ class GRPOTrainer(GeneratorTrainer):
         for stored, _ in self.rollout_buffer:
             num_samples, num_steps = stored.log_probs.shape
             order = torch.argsort(torch.rand(num_samples, num_steps, device=stored.log_probs.device), dim=1)
-            units += [(stored, order[:, j]) for j in range(args.num_train_timesteps)]
+            units += [(stored, order[:, j]) for j in range(args.num_trained_steps)]
         for entry in self.rollout_buffer:
             entry[1] -= 1
         self.rollout_buffer = [entry for entry in self.rollout_buffer if entry[1] > 0]
