@@ -17,6 +17,12 @@ from finpercep_hf.data.fgr import FGRBuilder, FGRSynthesizer
 STRING_COLUMNS = ("sr_model", "artifact_kind", "mask_type", "source_id")
 
 
+@pytest.fixture(autouse=True)
+def private_datasets_cache(tmp_path, monkeypatch):
+    """datasets caches local folders by name and card metadata; a per-test cache keeps other runs' rows out."""
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets-cache")
+
+
 def tiny_config(**overrides) -> FGRBuildConfig:
     """The mini preset shrunk to seconds: 64 px crops, few samples, small shards."""
     values = {

@@ -2,6 +2,7 @@
 
 import importlib.util
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -217,3 +218,24 @@ def test_mask_is_stored_as_l_and_target_as_f(swap_triplet):
     row = synthesizer.to_row(synthesizer.synthesize(0))
     assert row["mask"].mode == "L" and row["pdm_target"].mode == "F"
     assert isinstance(row["image_syn"], Image.Image) and row["image_syn"].size == (64, 64)
+
+
+def test_full_pipeline_with_diffusers_sr_dinov3_and_sam(tmp_path, tiny_dino_dir, tiny_sam_dir, monkeypatch):
+    """All model-backed pieces in one build: a tiny SD-x4 upscaler, DINOv3 features and SAM masks."""
+    from finpercep_hf.data import build_fgr
+    from finpercep_hf.generators.random_init import build_sd_upscaler_pipeline
+
+    sd_dir = tmp_path / "tiny-sd-x4"
+    build_sd_upscaler_pipeline("tiny", seed=0).save_pretrained(sd_dir)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets-cache")  # no stale rows
+    config = FGRBuildConfig.mini(
+        num_samples=2, crop_size=64, samples_per_shard=2, calibration_samples=1, skimage_photos=("coffee",),
+        sr_models=[str(sd_dir)], sr_num_inference_steps=2, dino=tiny_dino_dir, sam=tiny_sam_dir,
+        mask_types=("semantic",), sam_points_per_crop=2, sam_pred_iou_thresh=0.0, sam_stability_score_thresh=0.0,
+    )  # fmt: skip
+    path = build_fgr(config, tmp_path / "fgr", progress=False)
+    rows = datasets.load_dataset(str(path), split="train")
+    assert list(rows["sr_model"]) == [str(sd_dir)] * 2 and set(rows["artifact_kind"]) == {"diffusion_sr"}
+    assert all(0.1 <= area <= 0.5 for area in rows["mask_area"])
+    card = (path / "README.md").read_text()
+    assert f"dinov3:{tiny_dino_dir}" in card and "SAM segments" in card and "Offline build" not in card

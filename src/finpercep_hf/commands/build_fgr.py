@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "diffusers SR pipeline id or path.",
     )
     parser.add_argument("--sr-weight", type=float, action="append", help="Sampling weight per --sr-model.")
+    parser.add_argument("--sr-steps", type=int, help="Denoising steps of diffusers SR models (default 20).")
+    parser.add_argument("--sr-guidance-scale", type=float, help="Guidance scale of diffusers SR models (default 0).")
+    parser.add_argument("--sr-prompt", help="Prompt of StableDiffusionUpscalePipeline members (default empty).")
     # Masks and targets
     parser.add_argument("--mask-types", nargs="+", help="Any of rectangle, stroke, semantic (semantic needs --sam).")
     parser.add_argument("--area-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="Mask area bounds.")
@@ -80,6 +83,9 @@ def config_from_args(args: argparse.Namespace):
         "samples_per_shard": args.samples_per_shard,
         "sr_models": args.sr_model,
         "sr_weights": args.sr_weight,
+        "sr_num_inference_steps": args.sr_steps,
+        "sr_guidance_scale": args.sr_guidance_scale,
+        "sr_prompt": args.sr_prompt,
         "mask_types": tuple(args.mask_types) if args.mask_types else None,
         "area_range": tuple(args.area_range) if args.area_range else None,
         "sam": args.sam,

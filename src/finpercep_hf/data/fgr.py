@@ -35,8 +35,9 @@ On disk: ``data/train-XXXXX-of-YYYYY.parquet`` (one file per shard, written to a
 shard either exists complete or not at all), ``fgr_build.json`` (the build config and the normalisation scale) and
 ``README.md`` (the dataset card, whose YAML ``configs`` lets ``load_dataset(output_dir)`` work with no script).
 
-``datasets`` caches a local folder's rows by the folder's name and the card's ``dataset_info``; the card records
-the row count and Parquet bytes there, so a rebuilt folder is not served from a stale cache.
+``datasets`` caches a local folder's rows by the folder's name and the card's ``dataset_info`` (which records the
+row count and Parquet bytes), not by the files' contents: after rebuilding a folder in place with another config,
+load it once with ``download_mode="force_redownload"`` (or build into a new folder name).
 
 Python entry points: ``build_fgr(FGRBuildConfig(...), output_dir)`` (``FGRBuildConfig.mini()`` for the offline
 preset), ``FGRSynthesizer`` for single samples, and ``FGRBuilder``, a ``datasets.GeneratorBasedBuilder``.
@@ -66,7 +67,7 @@ from .artifacts import ARTIFACT_KINDS
 from .degradations import DegradationConfig, degrade, uniform
 from .masks import MASK_TYPES, SemanticMasker, random_mask, region_swap
 from .pdm_targets import PDMTargetBuilder
-from .sr_pool import SRPool
+from .sr_pool import ClassicalUpsampler, SRPool
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,11 @@ class FGRBuildConfig:
         },
     )
     sr_weights: list[float] | None = field(default=None, metadata={"help": "Sampling weights of sr_models."})
+    sr_num_inference_steps: int = field(default=20, metadata={"help": "Denoising steps of diffusers SR models."})
+    sr_guidance_scale: float = field(
+        default=0.0, metadata={"help": "Classifier-free guidance of diffusers SR models."}
+    )
+    sr_prompt: str = field(default="", metadata={"help": "Text prompt of StableDiffusionUpscalePipeline members."})
     # Masks
     mask_types: tuple[str, ...] = field(
         default=("rectangle", "stroke"), metadata={"help": f"Mask types to draw from, any of {MASK_TYPES}."}
@@ -235,7 +241,14 @@ class FGRSynthesizer:
                 raise FinPercepImageError(f"no image files found in {config.images}.")
         else:
             self.sources = [f"skimage:{name}" for name in config.skimage_photos]
-        self.sr_pool = SRPool(config.sr_models, config.sr_weights, scale=config.degradation.scale)
+        self.sr_pool = SRPool(
+            config.sr_models,
+            config.sr_weights,
+            scale=config.degradation.scale,
+            num_inference_steps=config.sr_num_inference_steps,
+            guidance_scale=config.sr_guidance_scale,
+            prompt=config.sr_prompt,
+        )
         self.masker = (
             SemanticMasker(
                 config.sam,
@@ -561,7 +574,7 @@ def render_dataset_card(output_dir: str | os.PathLike, config: FGRBuildConfig, r
         sr_counts=dict(sorted(sr_counts.items())),
         artifact_counts=dict(sorted(_column_counts(output_dir, "artifact_kind").items())),
         mask_counts=dict(sorted(_column_counts(output_dir, "mask_type").items())),
-        offline=all(name in MINI_SR_MODELS for name in config.sr_models),
+        offline=all(spec in ClassicalUpsampler.MODES or spec.startswith("artifact:") for spec in config.sr_models),
         license=config.license,
     )
 

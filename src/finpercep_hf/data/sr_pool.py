@@ -62,7 +62,14 @@ class ClassicalUpsampler:
 
 
 class DiffusersSR:
-    """A diffusers SR pipeline (``StableDiffusionUpscalePipeline`` or ``LDMSuperResolutionPipeline``) by id or path."""
+    """A diffusers SR pipeline (``StableDiffusionUpscalePipeline`` or ``LDMSuperResolutionPipeline``) by id or path.
+
+    Args:
+        model: Hub id or local path of the pipeline; also its recorded ``name``.
+        num_inference_steps: denoising steps per call.
+        prompt, guidance_scale, noise_level: ``StableDiffusionUpscalePipeline`` options (ignored by LDM-SR).
+        device, dtype: where and in which precision the pipeline runs (default device: CUDA when available).
+    """
 
     artifact_kind = "diffusion_sr"
 
@@ -147,8 +154,9 @@ class AdapterSR:
         return sr.float().cpu().clamp(0, 1)
 
 
-def load_sr_model(spec: str | SRModel, scale: int = 4) -> SRModel:
-    """Build an SR model from a spec string (see the module docstring); an ``SRModel`` instance is returned as is."""
+def load_sr_model(spec: str | SRModel, scale: int = 4, **diffusers_kwargs) -> SRModel:
+    """Build an SR model from a spec string (see the module docstring); an ``SRModel`` instance is returned as is.
+    ``diffusers_kwargs`` (``num_inference_steps``, ``prompt``, ``guidance_scale``, ...) go to ``DiffusersSR``."""
     if not isinstance(spec, str):
         return spec
     if spec in ClassicalUpsampler.MODES:
@@ -157,7 +165,7 @@ def load_sr_model(spec: str | SRModel, scale: int = 4) -> SRModel:
         return ArtifactGenerator(spec.split(":", 1)[1], scale=scale)
     if ":" in spec and not Path(spec).exists():
         return AdapterSR(spec)
-    return DiffusersSR(spec)
+    return DiffusersSR(spec, **diffusers_kwargs)
 
 
 class SRPool:
@@ -166,14 +174,18 @@ class SRPool:
     Args:
         models: spec strings or ``SRModel`` instances.
         weights: relative sampling weights (uniform when None).
+        scale: the upsampling factor.
+        diffusers_kwargs: sampling options of the diffusers members (see ``DiffusersSR``).
     """
 
-    def __init__(self, models: list[str | SRModel], weights: list[float] | None = None, scale: int = 4) -> None:
+    def __init__(
+        self, models: list[str | SRModel], weights: list[float] | None = None, scale: int = 4, **diffusers_kwargs
+    ) -> None:
         if not models:
             raise ValueError("SRPool needs at least one SR model.")
         if weights is not None and (len(weights) != len(models) or min(weights) < 0 or sum(weights) <= 0):
             raise ValueError(f"weights must be {len(models)} non-negative numbers with a positive sum, got {weights}.")
-        self.models = [load_sr_model(model, scale=scale) for model in models]
+        self.models = [load_sr_model(model, scale=scale, **diffusers_kwargs) for model in models]
         self.weights = torch.tensor(weights if weights is not None else [1.0] * len(models), dtype=torch.float64)
 
     def pick(self, generator: torch.Generator) -> SRModel:
