@@ -2,7 +2,15 @@
 
 from .artifacts import ARTIFACT_KINDS, ArtifactGenerator
 from .degradations import DegradationConfig, degrade
-from .fgr import FGR_FEATURES, SKIMAGE_PHOTOS, FGRBuildConfig, FGRSynthesizer, build_fgr, push_fgr_to_hub
+from .fgr import (
+    FGR_FEATURES,
+    SKIMAGE_PHOTOS,
+    FGRBuildConfig,
+    FGRBuilder,
+    FGRSynthesizer,
+    build_fgr,
+    push_fgr_to_hub,
+)
 from .masks import MASK_TYPES, SemanticMasker, random_mask, region_swap
 from .pdm_targets import PDMTargetBuilder
 from .sr_pool import AdapterSR, ClassicalUpsampler, DiffusersSR, SRModel, SRPool, load_sr_model
@@ -15,6 +23,7 @@ __all__ = [
     "DegradationConfig",
     "DiffusersSR",
     "FGRBuildConfig",
+    "FGRBuilder",
     "FGRSynthesizer",
     "FGR_FEATURES",
     "MASK_TYPES",
