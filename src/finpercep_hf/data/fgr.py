@@ -93,7 +93,7 @@ FGR_FEATURES = datasets.Features(
         "mask_area": datasets.Value("float32"),
         "degradation_seed": datasets.Value("int64"),
         "source_id": datasets.Value("string"),
-        "crop_box": datasets.Sequence(datasets.Value("int32"), length=4),
+        "crop_box": datasets.List(datasets.Value("int32"), length=4),
         "source_scale": datasets.Value("float32"),
         "sample_index": datasets.Value("int64"),
     }
