@@ -290,7 +290,7 @@ def launch(script: str, arguments: list[str], cwd: Path) -> subprocess.Completed
     "script, options, logged",
     [
         ("train_dpo.py", ["--num_candidates", "2", "--loss_type", "hinge"], "train/implicit_accuracy"),
-        ("train_grpo.py", ["--group_size", "2", "--clip_range", "0.2"], "train/clipfrac"),
+        ("train_grpo.py", ["--group_size", "2", "--kl_beta", "0.1", "--rollout_reuse", "2"], "train/kl_ref"),
     ],
 )
 def test_script_two_processes_checkpoint_resume_and_switch_stages(
