@@ -8,28 +8,28 @@ Each sample runs the pipeline of the paper's Fig. 3 on one random crop of a high
 
 Row schema (``FGR_FEATURES``; ``datasets.load_dataset(output_dir)["train"][i]``):
 
-==================  =====================================  ===============================================
-column              type                                   meaning
-==================  =====================================  ===============================================
-``image_gt``        Image, RGB, (S, S)                     the clean crop (S = ``crop_size``)
-``image_sr``        Image, RGB, (S, S)                     the SR model's output for the degraded crop
-``image_syn``       Image, RGB, (S, S)                     ``mask * image_sr + (1 - mask) * image_gt``
-``mask``            Image, mode L, (S, S), values {0, 255}  the swapped region
-``pdm_target``      Image, mode F, (S, S), float32 [0, 1]  the ground-truth Perceptual Degradation Map
-``sr_model``        string                                 SR model name (``"bicubic"``, ``"artifact:<kind>"``,
-                                                           a diffusers id/path, an adapter name)
-``artifact_kind``   string                                 what kind of defect ``image_sr`` carries
-                                                           (``upsampled_degradation``, ``diffusion_sr``, one of
-                                                           ``ARTIFACT_KINDS``, or an adapter's own label)
-``mask_type``       string                                 ``rectangle``, ``stroke`` or ``semantic``
-``mask_area``       float32                                area ratio of ``mask`` (mean of the binary mask)
-``degradation_seed`` int64                                 seed of ``degrade`` for this sample
-``source_id``       string                                 the photo (a path, or ``skimage:<name>``)
-``crop_box``        int32 x 4                              (left, top, right, bottom) of the crop in the
-                                                           source after resizing it by ``source_scale``
-``source_scale``    float32                                resize factor applied to the source before cropping
-``sample_index``    int64                                  index of the sample in the build (its seed)
-==================  =====================================  ===============================================
+======================  ======================================  =======================================================
+column                  type                                    meaning
+======================  ======================================  =======================================================
+``image_gt``            Image, RGB, (S, S)                      the clean crop (S = ``crop_size``)
+``image_sr``            Image, RGB, (S, S)                      the SR model's output for the degraded crop
+``image_syn``           Image, RGB, (S, S)                      ``mask * image_sr + (1 - mask) * image_gt``
+``mask``                Image, mode L, (S, S), {0, 255}         the swapped region
+``pdm_target``          Image, mode F, (S, S), float32 [0, 1]   the ground-truth Perceptual Degradation Map
+``sr_model``            string                                  SR model name (``bicubic``, ``artifact:<kind>``, a
+                                                                diffusers id/path, an adapter name)
+``artifact_kind``       string                                  the defect ``image_sr`` carries:
+                                                                ``upsampled_degradation``, ``diffusion_sr``, one of
+                                                                ``ARTIFACT_KINDS`` or an adapter's label
+``mask_type``           string                                  ``rectangle``, ``stroke`` or ``semantic``
+``mask_area``           float32                                 area ratio of ``mask``
+``degradation_seed``    int64                                   seed of ``degrade`` for this sample
+``source_id``           string                                  the photo (a path, or ``skimage:<name>``)
+``crop_box``            int32 x 4                               (left, top, right, bottom) in the source resized by
+                                                                ``source_scale``
+``source_scale``        float32                                 resize factor applied to the source before cropping
+``sample_index``        int64                                   index of the sample in the build (its seed)
+======================  ======================================  =======================================================
 
 On disk: ``data/train-XXXXX-of-YYYYY.parquet`` (one file per shard, written to a temporary name and renamed, so a
 shard either exists complete or not at all), ``fgr_build.json`` (the build config and the normalisation scale) and
