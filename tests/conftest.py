@@ -57,3 +57,57 @@ def skimage_photos():
         array = getattr(data, name)()
         photos[name] = Image.fromarray(np.ascontiguousarray(array[:160, :200])).convert("RGB")
     return photos
+
+
+def make_fgr_rows(photos: dict, num_rows: int, size: int = 64, seed: int = 0) -> dict[str, list]:
+    """FGR-shaped rows made fast without the builder: SR = the crop with strong noise, a rectangular mask,
+    SYN = swap, pdm_target = normalised |SYN - GT|. Enough signal for a tiny RM to learn within a few steps."""
+    rng = np.random.default_rng(seed)
+    names = sorted(photos)
+    columns: dict[str, list] = {key: [] for key in ("image_gt", "image_sr", "image_syn", "mask", "pdm_target")}
+    columns.update(sr_model=[], artifact_kind=[], mask_type=[], source_id=[])
+    for index in range(num_rows):
+        photo = np.asarray(photos[names[index % len(names)]], dtype=np.float32) / 255
+        top, left = rng.integers(0, photo.shape[0] - size), rng.integers(0, photo.shape[1] - size)
+        gt = photo[top : top + size, left : left + size]
+        sr = np.clip(gt + rng.normal(0, 0.25, gt.shape), 0, 1).astype(np.float32)
+        mask = np.zeros((size, size), np.float32)
+        h, w = rng.integers(size // 4, size // 2, 2)
+        y, x = rng.integers(0, size - h), rng.integers(0, size - w)
+        mask[y : y + h, x : x + w] = 1
+        syn = mask[..., None] * sr + (1 - mask[..., None]) * gt
+        target = np.clip(np.abs(syn - gt).mean(-1) / 0.3, 0, 1).astype(np.float32)
+        for key, array in (("image_gt", gt), ("image_sr", sr), ("image_syn", syn)):
+            columns[key].append(Image.fromarray(np.round(array * 255).astype(np.uint8)))
+        columns["mask"].append(Image.fromarray((mask * 255).astype(np.uint8)))
+        columns["pdm_target"].append(Image.fromarray(target))
+        columns["sr_model"].append("noise")
+        columns["artifact_kind"].append("noise")
+        columns["mask_type"].append("rectangle")
+        columns["source_id"].append(f"skimage:{names[index % len(names)]}")
+    return columns
+
+
+@pytest.fixture(scope="session")
+def tiny_fgr(skimage_photos):
+    """A `datasets.DatasetDict` with FGR's columns: 32 train rows and 8 test rows of 64 x 64 crops."""
+    import datasets
+
+    features = datasets.Features(
+        {key: datasets.Image() for key in ("image_gt", "image_sr", "image_syn", "mask", "pdm_target")}
+        | {key: datasets.Value("string") for key in ("sr_model", "artifact_kind", "mask_type", "source_id")}
+    )
+    return datasets.DatasetDict(
+        train=datasets.Dataset.from_dict(make_fgr_rows(skimage_photos, 32, seed=0), features=features),
+        test=datasets.Dataset.from_dict(make_fgr_rows(skimage_photos, 8, seed=1), features=features),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_fgr_dir(tiny_fgr, tmp_path_factory):
+    """`tiny_fgr` written as Parquet files that `datasets.load_dataset(dir)` reads."""
+    path = tmp_path_factory.mktemp("tiny-fgr")
+    (path / "data").mkdir()
+    for split, dataset in tiny_fgr.items():
+        dataset.to_parquet(str(path / "data" / f"{split}-00000-of-00001.parquet"))
+    return path

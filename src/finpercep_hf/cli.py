@@ -8,7 +8,7 @@ import importlib
 import sys
 
 # Sub-command modules, in the order `finpercep --help` lists them.
-COMMAND_MODULES = ("init_rm", "score", "evaluate", "probe", "build_fgr")
+COMMAND_MODULES = ("quickstart", "init_rm", "score", "evaluate", "probe", "build_fgr")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ step 0 (``"weight"`` ramps the map/rank loss weights instead, see `loss_weight_s
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
@@ -65,7 +66,9 @@ def build_curriculum_model(
         raise RuntimeError(f"state does not fit the grown model: missing {missing}, unexpected {unexpected}.")
     for stage, rank in enumerate(lora_ranks, start=2):
         lora = LoraConfig(r=rank, lora_alpha=rank, lora_dropout=lora_dropout, target_modules=ENCODER_LORA_TARGETS)
-        inject_adapter_in_model(lora, grown.encoder.vision_model, adapter_name=adapter_name(stage))
+        with warnings.catch_warnings():  # several named adapters in one model is the point here
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            inject_adapter_in_model(lora, grown.encoder.vision_model, adapter_name=adapter_name(stage))
     names = [adapter_name(stage) for stage in range(2, final_stage + 1)]
     for layer in _lora_layers(grown):
         layer.set_adapter(names)  # all adapters take part in the forward; zero lora_B keeps them the identity

@@ -32,8 +32,8 @@ from transformers import Trainer, TrainingArguments
 
 from ..curriculum.growth import CCL_MODES, loss_weight_scale
 from ..curriculum.schedule import CCLSchedule
-from ..evaluation.rm_metrics import RMMetricsAccumulator
-from ..losses import align_loss, map_loss, rank_loss, total_loss
+from ..evaluation.reward_model_eval import evaluate_reward_model
+from ..losses import align_loss, map_bce_loss, map_loss, rank_loss, total_loss
 from ..models import FinPercepRewardModel
 from .rm_collator import IMAGE_COLUMNS, FinPercepTripletCollator
 
@@ -49,12 +49,18 @@ def _int_list(text: str, name: str) -> list[int]:
 class FinPercepTrainingArguments(TrainingArguments):
     """`TrainingArguments` plus the FinPercep-RM losses, curriculum and data fields.
 
-    The paper publishes no loss weights or margins: every default of the "Losses" group is ours.
+    The paper publishes no loss weights or margins: every default of the "Losses" group is ours. L_map defaults to
+    BCE on the map logits, not Eq. 5's L1 on the sigmoid map, which collapses to ``pdm == 0`` on sparse targets
+    (see `losses.map_bce_loss`); ``map_loss="l1"`` restores the printed form.
     ``max_steps`` is set to the sum of ``stage_steps``.
     """
 
     # Losses (Eq. 5-8; defaults are ours)
-    lambda_map: float = field(default=1.0, metadata={"help": "Weight of L_map (Eq. 5, L1 on the PDM)."})
+    lambda_map: float = field(default=1.0, metadata={"help": "Weight of L_map (Eq. 5)."})
+    map_loss: str = field(
+        default="bce",
+        metadata={"help": "L_map form: 'bce' (ours, default: BCE on the map logits) or 'l1' (Eq. 5 as printed)."},
+    )
     lambda_rank: float = field(default=1.0, metadata={"help": "Weight of L_rank (Eq. 6, triplet hinge)."})
     lambda_align: float = field(default=1.0, metadata={"help": "Weight of L_align (Eq. 7, GT score anchor)."})
     margin_sr: float = field(default=0.05, metadata={"help": "m1 of Eq. 6: margin of S_SYN over S_SR."})
@@ -78,6 +84,8 @@ class FinPercepTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         stages, steps = _int_list(self.stages, "stages"), _int_list(self.stage_steps, "stage_steps")
+        if self.map_loss not in ("bce", "l1"):
+            raise ValueError(f"map_loss must be 'bce' or 'l1', got {self.map_loss!r}.")
         if self.ccl not in CCL_MODES:
             raise ValueError(f"ccl must be one of {CCL_MODES}, got {self.ccl!r}.")
         if not stages or len(stages) != len(steps):
@@ -105,6 +113,20 @@ class FinPercepTrainingArguments(TrainingArguments):
         return CCLSchedule.from_stage_steps(self.stage_list, self.stage_step_list)
 
 
+def forward_triplet(model, anchor_model, inputs: dict[str, torch.Tensor]):
+    """One forward of GT, SR and SYN through ``model`` (and of GT through the frozen ``anchor_model``).
+
+    Returns ``(score_gt, score_sr, score_syn, pdm_syn, pdm_logits_syn, anchor_base_score_gt)``: (B,) scores and
+    the SYN map and its logits (B, 1, H, W).
+    """
+    batch = inputs["image_gt"].shape[0]
+    outputs = model(pixel_values=torch.cat([inputs[column] for column in IMAGE_COLUMNS]))
+    score_gt, score_sr, score_syn = outputs.global_score.split(batch)
+    with torch.no_grad():
+        anchor_gt = anchor_model(pixel_values=inputs["image_gt"]).base_score
+    return score_gt, score_sr, score_syn, outputs.pdm[2 * batch :], outputs.pdm_logits[2 * batch :], anchor_gt
+
+
 class RewardModelTrainer(Trainer):
     """A `transformers.Trainer` for FinPercep-RM: Eq. 8 loss over FGR triplets, per-term logging, RM metrics.
 
@@ -113,7 +135,7 @@ class RewardModelTrainer(Trainer):
         args: `FinPercepTrainingArguments`.
         anchor_model: the frozen pre-trained RM_0 for L_align and the score-drift metric; by default a frozen
             export of ``model``'s stage 0 taken at construction.
-        data_collator: by default `FinPercepTripletCollator(args.crop_size, args.augment)` for training and a
+        data_collator: by default `FinPercepTripletCollator(args.crop_size, args.augment)`; evaluation uses a
             non-augmenting one for evaluation.
     """
 
@@ -124,24 +146,18 @@ class RewardModelTrainer(Trainer):
         super().__init__(model=model, args=args, **kwargs)
         anchor = anchor_model if anchor_model is not None else export_stage_model(model, 0)
         self.anchor_model = anchor.to(self.args.device).eval().requires_grad_(False)
-        self.eval_collator = FinPercepTripletCollator(args.crop_size, augment=False)
         self.schedule = args.schedule
         self._loss_terms: dict[str, list[float]] = defaultdict(list)
 
-    def _forward_triplet(self, model, inputs: dict[str, torch.Tensor]):
-        batch = inputs["image_gt"].shape[0]
-        pixel_values = torch.cat([inputs[column] for column in IMAGE_COLUMNS])
-        outputs = model(pixel_values=pixel_values)
-        score_gt, score_sr, score_syn = outputs.global_score.split(batch)
-        pdm_syn = outputs.pdm[2 * batch :]
-        with torch.no_grad():
-            anchor_gt = self.anchor_model(pixel_values=inputs["image_gt"]).base_score
-        return score_gt, score_sr, score_syn, pdm_syn, anchor_gt
-
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        score_gt, score_sr, score_syn, pdm_syn, anchor_gt = self._forward_triplet(model, inputs)
+        triplet = forward_triplet(model, self.anchor_model, inputs)
+        score_gt, score_sr, score_syn, pdm_syn, logits_syn, anchor_gt = triplet
+        if self.args.map_loss == "l1":
+            loss_map = map_loss(pdm_syn, inputs["pdm_target"])
+        else:
+            loss_map = map_bce_loss(logits_syn, inputs["pdm_target"])
         terms = {
-            "map": map_loss(pdm_syn, inputs["pdm_target"]),
+            "map": loss_map,
             "rank": rank_loss(score_sr, score_syn, score_gt, self.args.margin_sr, self.args.margin_gt),
             "align": align_loss(score_gt, anchor_gt),
         }
@@ -164,26 +180,17 @@ class RewardModelTrainer(Trainer):
         super().log(logs, start_time)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        """RM metrics on the eval set: ordering and pairwise accuracies, PDM L1 / AUROC / IoU@0.5, score drift."""
+        """RM metrics on the eval set (see `evaluate_reward_model`), logged and passed to the callbacks."""
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         if dataset is None:
             raise ValueError("evaluate() needs an eval_dataset.")
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=self.args.per_device_eval_batch_size, collate_fn=self.eval_collator
-        )
-        accumulator = RMMetricsAccumulator()
-        model = self.model.eval()
-        with torch.no_grad(), self._autocast():
-            for inputs in loader:
-                inputs = {key: value.to(self.args.device) for key, value in inputs.items()}
-                score_gt, score_sr, score_syn, pdm_syn, anchor_gt = self._forward_triplet(model, inputs)
-                accumulator.update(
-                    score_sr=score_sr.float(), score_syn=score_syn.float(), score_gt=score_gt.float(),
-                    pdm=pdm_syn.float(), pdm_target=inputs["pdm_target"], mask=inputs["mask"],
-                    base_score_gt=anchor_gt.float(),
-                )  # fmt: skip
-        model.train()
-        metrics = {f"{metric_key_prefix}_{name}": value for name, value in accumulator.compute().items()}
+        with self._autocast():
+            results = evaluate_reward_model(
+                self.model, dataset, self.anchor_model, self.args.per_device_eval_batch_size, self.args.crop_size,
+                device=self.args.device, progress=False,
+            )  # fmt: skip
+        self.model.train()
+        metrics = {f"{metric_key_prefix}_{name}": value for name, value in results.items()}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
@@ -196,4 +203,4 @@ class RewardModelTrainer(Trainer):
         return contextlib.nullcontext()
 
 
-__all__ = ["FinPercepTrainingArguments", "RewardModelTrainer"]
+__all__ = ["FinPercepTrainingArguments", "RewardModelTrainer", "forward_triplet"]

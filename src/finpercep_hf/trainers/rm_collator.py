@@ -32,7 +32,7 @@ def _map_to_tensor(image: Image.Image | np.ndarray, binary: bool) -> torch.Tenso
 
 @dataclass
 class FinPercepTripletCollator:
-    """FGR rows -> ``{"image_gt", "image_sr", "image_syn": (B, 3, S, S) in [0, 1], "mask", "pdm_target": (B, 1, S, S)}``.
+    """Rows -> ``image_gt``, ``image_sr``, ``image_syn`` (B, 3, S, S) in [0, 1]; ``mask``, ``pdm_target`` (B, 1, S, S).
 
     Args:
         crop_size: output side ``S``; ``None`` keeps each row's full size (rows must then share a size).
