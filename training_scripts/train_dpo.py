@@ -21,15 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from torch.utils.data import Dataset as TorchDataset
-from train_refl import ScriptArguments, build_datasets
+from train_refl import ScriptArguments, build_datasets, load_train_split, run_generator_training
 from transformers import HfArgumentParser
 
-from finpercep_hf.curriculum import CCLRewardCallback, CCLSchedule
-from finpercep_hf.generators import SDUpscalerGenerator
-from finpercep_hf.rewards import as_reward_function
-from finpercep_hf.trainers import DPOConfig, DPOTrainer, GeneratorTrainer, GeneratorTrainerConfig
+from finpercep_hf.trainers import DPOConfig, DPOTrainer
 from finpercep_hf.trainers.dpo import PreferencePairDataset
 
 
@@ -37,15 +33,6 @@ from finpercep_hf.trainers.dpo import PreferencePairDataset
 class DPOScriptArguments(ScriptArguments):
     chosen_column: str = field(default="image_syn", metadata={"help": "Offline mode: the preferred image column."})
     rejected_column: str = field(default="image_sr", metadata={"help": "Offline mode: the rejected image column."})
-
-
-def load_train_split(path: str) -> Dataset:
-    """The train split of a `save_to_disk` directory, a Parquet/ImageFolder directory or a Hub dataset."""
-    try:
-        table = load_from_disk(path)
-    except FileNotFoundError:
-        table = load_dataset(path, split="train")
-    return table["train"] if isinstance(table, DatasetDict) else table
 
 
 def build_preference_datasets(
@@ -65,38 +52,6 @@ def build_preference_datasets(
     )
     train_dataset = PreferencePairDataset(table, random_crop=True, **columns)
     return train_dataset, PreferencePairDataset(table, random_crop=False, **columns)
-
-
-def run_generator_training(
-    trainer_class: type[GeneratorTrainer],
-    script_args: ScriptArguments,
-    config: GeneratorTrainerConfig,
-    train_dataset: TorchDataset,
-    eval_dataset: TorchDataset,
-) -> None:
-    """Load the generator and the first RM of ``--reward_schedule``, then train under the CCL reward callback."""
-    config.base_model = config.base_model or script_args.pretrained_model_name_or_path
-
-    # Load models
-    generator = SDUpscalerGenerator.from_pretrained(
-        script_args.pretrained_model_name_or_path,
-        prompt=script_args.prompt,
-        noise_level=script_args.noise_level,
-        num_inference_steps=config.num_inference_steps,
-    )
-    schedule = CCLSchedule.from_string(script_args.reward_schedule)
-    reward = as_reward_function(schedule.stages[0].checkpoint, reward_type=script_args.reward)
-
-    # Train!
-    trainer = trainer_class(
-        generator,
-        reward=reward,
-        args=config,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        callbacks=[CCLRewardCallback(schedule)],
-    )
-    trainer.train()
 
 
 def main() -> None:

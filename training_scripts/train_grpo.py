@@ -16,8 +16,7 @@ logic lives in `finpercep_hf.trainers`.
 
 from __future__ import annotations
 
-from train_dpo import run_generator_training
-from train_refl import ScriptArguments, build_datasets
+from train_refl import ScriptArguments, build_datasets, run_generator_training
 from transformers import HfArgumentParser
 
 from finpercep_hf.trainers import GRPOConfig, GRPOTrainer
