@@ -168,25 +168,28 @@ class StopAt(TrainerCallback):
             control.should_training_stop = True
 
 
-def test_resume_mid_stage_reproduces_the_uninterrupted_run(make_rm, tiny_fgr, tmp_path):
-    full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
-    full, _ = run_training(make_rm, tiny_fgr, training_args(full_dir, save_strategy="steps", save_steps=2))
-    run_training(make_rm, tiny_fgr, training_args(cut_dir, save_strategy="steps", save_steps=2), [StopAt(4)])
-    assert (cut_dir / "checkpoint-4").is_dir() and not (cut_dir / "finpercep-rm-stage2").exists()
-    assert (cut_dir / "finpercep-rm-stage1").is_dir()  # stage 1 ended at step 3, before the interruption
-    resumed, _ = run_training(
-        make_rm,
-        tiny_fgr,
-        training_args(cut_dir, save_strategy="steps", save_steps=2),
-        resume=str(cut_dir / "checkpoint-4"),
-    )
-    assert resumed.state.global_step == 9
+class RecordStart(TrainerCallback):
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.step = state.global_step
+        self.weights = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
+
+
+def test_resume_mid_stage_continues_the_same_stage_and_step(make_rm, tiny_fgr, tmp_path):
+    args = training_args(tmp_path, save_strategy="steps", save_steps=2)
+    cut, _ = run_training(make_rm, tiny_fgr, args, [StopAt(4)])
+    assert (tmp_path / "checkpoint-4").is_dir() and not (tmp_path / "finpercep-rm-stage2").exists()
+    assert (tmp_path / "finpercep-rm-stage1").is_dir()  # stage 1 ended at step 3, before the interruption
+    interrupted = {n: p.detach().clone() for n, p in cut.model.named_parameters() if "lora_B" in n}
+    start = RecordStart()
+    resumed, _ = run_training(make_rm, tiny_fgr, args, [start], resume=str(tmp_path / "checkpoint-4"))
+    assert start.step == 4 and resumed.state.global_step == 9
+    for name, value in interrupted.items():  # stage-2 adapters come back as trained, not re-initialised
+        torch.testing.assert_close(start.weights[name], value, atol=0, rtol=0, msg=name)
+    assert any(value.abs().sum() > 0 for name, value in interrupted.items() if ".stage2." in name)
     growth = next(cb for cb in resumed.callback_handler.callbacks if isinstance(cb, RewardModelGrowthCallback))
-    assert sorted(growth.exported_stages) == [0, 1, 2, 3]
+    assert growth.current_stage == 3 and sorted(growth.exported_stages) == [0, 1, 2, 3]
     for stage in range(4):
-        assert (cut_dir / f"finpercep-rm-stage{stage}" / "model.safetensors").is_file()
-    for (name, a), (_, b) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
+        assert (tmp_path / f"finpercep-rm-stage{stage}" / "model.safetensors").is_file()
 
 
 def test_stage_dir_loads_in_pipeline(make_rm, tiny_fgr, tmp_path, skimage_photos):

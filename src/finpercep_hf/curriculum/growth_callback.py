@@ -39,7 +39,7 @@ class RewardModelGrowthCallback(TrainerCallback, ExportableState):
 
     def __init__(
         self,
-        schedule: CCLSchedule,
+        schedule: CCLSchedule | dict,
         ccl: str = "param",
         export_stage0: bool = True,
         evaluate_at_stage_end: bool = True,
@@ -47,7 +47,7 @@ class RewardModelGrowthCallback(TrainerCallback, ExportableState):
     ):
         if ccl not in CCL_MODES:
             raise ValueError(f"ccl must be one of {CCL_MODES}, got {ccl!r}.")
-        self.schedule = schedule
+        self.schedule = CCLSchedule.from_dict(schedule) if isinstance(schedule, dict) else schedule
         self.ccl = ccl
         self.export_stage0 = export_stage0
         self.evaluate_at_stage_end = evaluate_at_stage_end
@@ -69,13 +69,13 @@ class RewardModelGrowthCallback(TrainerCallback, ExportableState):
             "attributes": {"exported_stages": list(self.exported_stages)},
         }
 
-    @classmethod
-    def from_state(cls, state: dict) -> RewardModelGrowthCallback:
-        args = dict(state["args"])
-        args["schedule"] = CCLSchedule.from_dict(args["schedule"])
-        callback = cls(**args)
-        callback.exported_stages = list(state["attributes"]["exported_stages"])
-        return callback
+    def _restore(self, state) -> None:
+        """On resume, take the stages already written from the checkpoint's saved callback state."""
+        stored = (state.stateful_callbacks or {}).get(type(self).__name__)
+        if isinstance(stored, list):
+            stored = stored[0] if stored else None
+        if isinstance(stored, dict) and not self.exported_stages:
+            self.exported_stages = list(stored.get("attributes", {}).get("exported_stages", []))
 
     def _activate(self, model, step: int) -> None:
         stage = self.schedule.stage_at(step).stage
@@ -96,6 +96,8 @@ class RewardModelGrowthCallback(TrainerCallback, ExportableState):
         self.exported_stages.append(stage)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step > 0:
+            self._restore(state)
         self._activate(model, state.global_step)
         if self.export_stage0 and state.global_step == 0:
             self._export(args, state, model, 0)
