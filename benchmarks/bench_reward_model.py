@@ -11,8 +11,9 @@ forward, <= 1.3x forward+backward.
     python benchmarks/bench_reward_model.py                                   # CPU: tiny and ViT-B/16 sizes
     python benchmarks/bench_reward_model.py --device cuda --dtype bf16 --sizes 224 512 --batches 1 8
 
-Peak memory is `torch.cuda.max_memory_allocated` on CUDA and the peak growth of the process' resident set size
-(sampled every millisecond) on CPU.
+Peak memory is `torch.cuda.max_memory_allocated` on CUDA. On CPU it is the growth of the process' resident set size
+during the timed runs (sampled every millisecond), after a warm-up: the allocator keeps freed memory, so it
+under-counts reuse and often reads 0 -- use the CUDA figures for memory.
 """
 
 from __future__ import annotations

@@ -17,6 +17,15 @@ from finpercep_hf.tiny_clip import save_tiny_clip  # noqa: E402
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny UNets run faster so than on two threads contended by other processes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory):
     """A saved random CLIPModel (ViT, hidden 32, 4 layers, patch 8) with its byte-level tokenizer."""

@@ -16,6 +16,7 @@ from finpercep_hf.images import pil_to_tensor, tensor_to_pil
 from finpercep_hf.trainers import DPOConfig, DPOTrainer, LRHRDataset
 from finpercep_hf.trainers.dpo import PreferencePairDataset
 from finpercep_hf.trainers.preference import diffusion_dpo_loss, form_preference_pairs
+from rl_helpers import brightness
 
 # Two pairs. logits = (ref_w - ref_l) - (model_w - model_l) = (0 - (0.1 - 0.3), 0 - (0.2 - 0.1)) = (0.2, -0.1)
 MODEL_W, MODEL_L = torch.tensor([0.10, 0.20]), torch.tensor([0.30, 0.10])
@@ -92,17 +93,7 @@ def test_pair_forming_rejects_bad_input():
 # The DPO trainer on the tiny SD-x4-upscaler (in-process), its data, and both RL scripts under accelerate launch.
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny UNets run faster on one thread than on two threads contended by other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def brightness(images):
-    return images.mean(dim=(1, 2, 3))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_trainer(tmp_path, photos, reward=brightness, **overrides):

@@ -9,7 +9,9 @@ from finpercep_hf.generators import SDUpscalerGenerator, build_sd_upscaler_pipel
 from finpercep_hf.generators.ddim_logprob import gaussian_kl
 from finpercep_hf.trainers import GRPOConfig, GRPOTrainer
 from finpercep_hf.trainers.grpo import clipped_surrogate_loss, group_advantages
-from test_dpo import brightness, one_thread  # noqa: F401  (one_thread: an autouse fixture, shared)
+from rl_helpers import brightness
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_group_advantages_hand_computed_and_zero_sum():
