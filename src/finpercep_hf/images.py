@@ -78,6 +78,27 @@ def list_images(inputs: list[str | os.PathLike]) -> list[Path]:
     return paths
 
 
+DEMO_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+def read_images(inputs: list[str | os.PathLike]) -> tuple[list[tuple[str, Image.Image]], list[str]]:
+    """Read files/directories into ``(name, RGB image)`` pairs, plus one error message per unreadable file.
+
+    With no inputs, the scikit-image demo photos (``DEMO_PHOTOS``) are returned, named ``skimage:<name>``.
+    """
+    if not inputs:
+        from skimage import data
+
+        return [(f"skimage:{name}", Image.fromarray(getattr(data, name)()).convert("RGB")) for name in DEMO_PHOTOS], []
+    images, errors = [], []
+    for path in list_images(inputs):
+        try:
+            images.append((str(path), load_image(path)))
+        except FinPercepImageError as error:
+            errors.append(str(error))
+    return images, errors
+
+
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> (3, H, W) float32 in [0, 1]."""
     array = np.asarray(to_rgb(image), dtype=np.float32) / 255.0
@@ -91,11 +112,13 @@ def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
 
 
 __all__ = [
+    "DEMO_PHOTOS",
     "FinPercepImageError",
     "IMAGE_EXTENSIONS",
     "list_images",
     "load_image",
     "pil_to_tensor",
+    "read_images",
     "tensor_to_pil",
     "to_rgb",
 ]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ..evaluation.artifacts import ARTIFACTS
 from ..evaluation.probe import FinPercepProbeConfig, run_probe
+from ..images import read_images
 from .evaluate import parse_named_path
-from .score import _read_inputs
 
 CONFIG_HELP = {item.name: item.metadata["help"] for item in fields(FinPercepProbeConfig)}
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error} (artifacts: {', '.join(ARTIFACTS)})", file=sys.stderr)
         return 2
-    images, errors = _read_inputs(args.images)
+    images, errors = read_images(args.images)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
     if errors or not images:

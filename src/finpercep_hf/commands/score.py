@@ -16,9 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..images import FinPercepImageError, list_images, load_image
-
-DEMO_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+from ..images import read_images
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,26 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _demo_images() -> list[tuple[str, object]]:
-    from PIL import Image
-    from skimage import data
-
-    return [(f"skimage:{name}", Image.fromarray(getattr(data, name)()).convert("RGB")) for name in DEMO_PHOTOS]
-
-
-def _read_inputs(inputs: list[str]) -> tuple[list[tuple[str, object]], list[str]]:
-    """(name, PIL image) pairs that could be read, and error messages for those that could not."""
-    if not inputs:
-        return _demo_images(), []
-    images, errors = [], []
-    for path in list_images(inputs):
-        try:
-            images.append((str(path), load_image(path)))
-        except FinPercepImageError as error:
-            errors.append(str(error))
-    return images, errors
-
-
 def run(args: argparse.Namespace) -> int:
     from ..models import FinPercepCheckpointError, FinPercepImageProcessor, FinPercepRewardModel
     from ..pipelines import output_to_records
@@ -70,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     processor = FinPercepImageProcessor()
-    images, errors = _read_inputs(args.images)
+    images, errors = read_images(args.images)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
     if args.out is not None:
