@@ -82,9 +82,10 @@ class StepTimer(TrainerCallback):
             self.peaks.append(torch.cuda.max_memory_allocated() / 2**30)
 
 
-def build_trainer(args, output_dir: str, timer: StepTimer) -> REFLTrainer:
+def build_components(args, output_dir: str) -> tuple[SDUpscalerGenerator, FinPercepRewardModel, list[dict], dict]:
+    """The pieces every RL benchmark shares: generator, frozen stage-1 RM, random LR/HR data, loop settings."""
     pipeline = build_sd_upscaler_pipeline(args.size)
-    generator = SDUpscalerGenerator.from_pipeline(pipeline)
+    generator = SDUpscalerGenerator.from_pipeline(pipeline, num_inference_steps=args.num_inference_steps)
     del pipeline.text_encoder
     torch.manual_seed(0)
     rm = FinPercepRewardModel(
@@ -95,19 +96,24 @@ def build_trainer(args, output_dir: str, timer: StepTimer) -> REFLTrainer:
         {"image_lr": torch.rand(3, args.lr_size, args.lr_size), "image_gt": torch.rand(3, hr, hr)}
         for _ in range(args.batch_size * (args.steps + 2))
     ]
-    config = REFLConfig(
+    common = dict(
         output_dir=output_dir,
         train_batch_size=args.batch_size,
         gradient_accumulation_steps=1,
         max_train_steps=args.steps + 1,
         num_inference_steps=args.num_inference_steps,
-        min_stop_step=args.stop_step,
         checkpointing_steps=10**9,
         validation_steps=0,
         report_to="none",
         mixed_precision=DTYPES[args.dtype],
         gradient_checkpointing=args.gradient_checkpointing,
     )
+    return generator, rm, dataset, common
+
+
+def build_trainer(args, output_dir: str, timer: StepTimer) -> REFLTrainer:
+    generator, rm, dataset, common = build_components(args, output_dir)
+    config = REFLConfig(min_stop_step=args.stop_step, **common)
     return REFLTrainer(generator, reward=rm, args=config, train_dataset=dataset, callbacks=[timer])
 
 

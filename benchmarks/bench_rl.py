@@ -33,11 +33,8 @@ from pathlib import Path
 from unittest import mock
 
 import torch
-from bench_refl import DTYPES, RM_VISION, StepTimer
-from transformers import CLIPVisionConfig
+from bench_refl import DTYPES, StepTimer, build_components
 
-from finpercep_hf import FinPercepConfig, FinPercepRewardModel
-from finpercep_hf.generators import SDUpscalerGenerator, build_sd_upscaler_pipeline
 from finpercep_hf.trainers import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, REFLConfig, REFLTrainer
 
 METHODS = ("refl", "dpo", "grpo")
@@ -55,34 +52,7 @@ def resident_mib() -> float:
 
 
 def build_trainer(method: str, args, output_dir: str, timer: StepTimer):
-    pipeline = build_sd_upscaler_pipeline(args.size)
-    generator = SDUpscalerGenerator.from_pipeline(pipeline, num_inference_steps=args.num_inference_steps)
-    del pipeline.text_encoder
-    torch.manual_seed(0)
-    rm = (
-        FinPercepRewardModel(
-            FinPercepConfig(vision_config=CLIPVisionConfig(**RM_VISION[args.size]), projection_dim=64, stage=1)
-        )
-        .eval()
-        .requires_grad_(False)
-    )
-    hr = args.lr_size * generator.scale
-    dataset = [
-        {"image_lr": torch.rand(3, args.lr_size, args.lr_size), "image_gt": torch.rand(3, hr, hr)}
-        for _ in range(args.batch_size * (args.steps + 2))
-    ]
-    common = dict(
-        output_dir=output_dir,
-        train_batch_size=args.batch_size,
-        gradient_accumulation_steps=1,
-        max_train_steps=args.steps + 1,
-        num_inference_steps=args.num_inference_steps,
-        checkpointing_steps=10**9,
-        validation_steps=0,
-        report_to="none",
-        mixed_precision=DTYPES[args.dtype],
-        gradient_checkpointing=args.gradient_checkpointing,
-    )
+    generator, rm, dataset, common = build_components(args, output_dir)
     if method == "refl":
         trainer_class, config = (
             REFLTrainer,
