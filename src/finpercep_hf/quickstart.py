@@ -51,7 +51,7 @@ class QuickstartConfig:
     train_samples: int = 320
     heldout_samples: int = 48
     crop_size: int = 96  # FGR-mini rows
-    train_crop_size: int = 64  # random crops at several scales from the rows; evaluation uses centre crops
+    train_crop_size: int = 64  # training: random crops at several scales; held-out evaluation: the full rows
     # The small CLIP-shaped encoder (random init) and decoder.
     hidden_size: int = 64
     num_hidden_layers: int = 4
@@ -190,7 +190,8 @@ def run_quickstart(out: str | Path, config: QuickstartConfig | None = None, log=
         "Offline embedded default: a small CLIP-shaped encoder with **random initialisation** (no pre-training is "
         "available offline) grown RM_0 -> RM_N with the co-evolutionary curriculum on FGR-mini built from the "
         f"scikit-image photos {', '.join(config.train_photos)}. Evaluation uses FGR samples built from photos never "
-        f"seen in training: {', '.join(config.heldout_photos)} ({len(heldout)} samples, centre crops).\n\n"
+        f"seen in training: {', '.join(config.heldout_photos)} ({len(heldout)} samples, full "
+        f"{config.crop_size} px rows).\n\n"
         "RM_0 is the untrained CLIP-IQA baseline: its ordering accuracy is chance and it has no map (PDM columns "
         "empty).\n\n"
         "## Held-out metrics per stage\n\n" + _markdown_table(rows, metric_columns) + "\n\n"
