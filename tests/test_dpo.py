@@ -18,6 +18,8 @@ from finpercep_hf.trainers.dpo import PreferencePairDataset
 from finpercep_hf.trainers.preference import diffusion_dpo_loss, form_preference_pairs
 from rl_helpers import brightness
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # Two pairs. logits = (ref_w - ref_l) - (model_w - model_l) = (0 - (0.1 - 0.3), 0 - (0.2 - 0.1)) = (0.2, -0.1)
 MODEL_W, MODEL_L = torch.tensor([0.10, 0.20]), torch.tensor([0.30, 0.10])
 REF_W, REF_L = torch.tensor([0.20, 0.20]), torch.tensor([0.20, 0.20])
@@ -91,9 +93,6 @@ def test_pair_forming_rejects_bad_input():
 
 
 # The DPO trainer on the tiny SD-x4-upscaler (in-process), its data, and both RL scripts under accelerate launch.
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_trainer(tmp_path, photos, reward=brightness, **overrides):
