@@ -118,8 +118,10 @@ def _train(config: QuickstartConfig, out: Path, train, heldout) -> RewardModelTr
     return trainer
 
 
-def _stage_rows(trainer: RewardModelTrainer, heldout, stages: list[int]) -> tuple[list[dict], list[dict]]:
-    """Held-out metrics per stage checkpoint, and per artifact kind for the last stage."""
+def _stage_rows(
+    trainer: RewardModelTrainer, heldout, stages: list[int]
+) -> tuple[list[dict], list[dict], FinPercepRewardModel]:
+    """Held-out metrics per stage checkpoint, per artifact kind for the last stage, and the last stage's model."""
     rows, crop = [], None  # full held-out rows
     final_model = None
     for stage in stages:
@@ -133,7 +135,7 @@ def _stage_rows(trainer: RewardModelTrainer, heldout, stages: list[int]) -> tupl
         subset = heldout.filter(lambda row, k=kind: row["artifact_kind"] == k)
         metrics = evaluate_reward_model(final_model, subset, trainer.anchor_model, 16, crop, progress=False)
         kind_rows.append({"artifact kind": kind, "samples": len(subset), **metrics})
-    return rows, kind_rows
+    return rows, kind_rows, final_model
 
 
 def _overlays(model: FinPercepRewardModel, heldout, out: Path, count: int) -> list[Path]:
@@ -173,8 +175,7 @@ def run_quickstart(out: str | Path, config: QuickstartConfig | None = None, log=
     timings["train RM stages"] = time.perf_counter() - start
     start = time.perf_counter()
     stages = trainer.args.stage_list
-    rows, kind_rows = _stage_rows(trainer, heldout, stages)
-    final = FinPercepRewardModel.from_pretrained(Path(trainer.args.output_dir) / stage_dir_name(stages[-1])).eval()
+    rows, kind_rows, final = _stage_rows(trainer, heldout, stages)
     figures = out / "figures"
     overlays = _overlays(final, heldout, figures, config.num_overlays)
     loss_plot = _loss_plot(trainer, figures / "losses.png")

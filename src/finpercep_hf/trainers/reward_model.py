@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import Trainer, TrainingArguments
 
-from ..curriculum.growth import CCL_MODES, loss_weight_scale
+from ..curriculum.growth import CCL_MODES, export_stage_model, loss_weight_scale
 from ..curriculum.schedule import CCLSchedule
 from ..evaluation.reward_model_eval import evaluate_reward_model
 from ..losses import align_loss, map_bce_loss, map_loss, rank_loss, total_loss
@@ -135,13 +135,11 @@ class RewardModelTrainer(Trainer):
         args: `FinPercepTrainingArguments`.
         anchor_model: the frozen pre-trained RM_0 for L_align and the score-drift metric; by default a frozen
             export of ``model``'s stage 0 taken at construction.
-        data_collator: by default `FinPercepTripletCollator(args.crop_size, args.augment)`; evaluation uses a
-            non-augmenting one for evaluation.
+        data_collator: by default `FinPercepTripletCollator(args.crop_size, args.augment)`; `evaluate` always uses
+            centre crops without augmentation.
     """
 
     def __init__(self, model: FinPercepRewardModel, args: FinPercepTrainingArguments, anchor_model=None, **kwargs):
-        from ..curriculum.growth import export_stage_model
-
         kwargs.setdefault("data_collator", FinPercepTripletCollator(args.crop_size, args.augment))
         super().__init__(model=model, args=args, **kwargs)
         anchor = anchor_model if anchor_model is not None else export_stage_model(model, 0)
