@@ -96,7 +96,7 @@ def test_config_validation():
         DegradationConfig(kernel_probs=(0.5, 0.5))
 
 
-@pytest.mark.parametrize("size", [(8, 9), (40, 52)])
+@pytest.mark.parametrize("size", [(8, 9), (40, 52), (97, 131)])
 @pytest.mark.parametrize("kernel_size", [7, 13, 21])
 def test_filtering_matches_kornia_on_both_paths(size, kernel_size):
     """Kernels of FFT_MIN_KERNEL taps or more go through the FFT; the result must equal kornia's filter2d."""
@@ -109,3 +109,19 @@ def test_filtering_matches_kornia_on_both_paths(size, kernel_size):
     border = "reflect" if kernel_size // 2 < min(size) else "replicate"
     expected = kornia.filters.filter2d(image, kernel[None], border_type=border)
     assert torch.allclose(_filter(image, kernel), expected, atol=1e-5)
+
+
+def test_smooth_fft_size_is_the_next_2_3_5_smooth_number():
+    from finpercep_hf.data.degradations import smooth_fft_size
+
+    def is_smooth(number):
+        for prime in (2, 3, 5):
+            while number % prime == 0:
+                number //= prime
+        return number == 1
+
+    for length in [1, 7, 11, 131, 524, 532, 541, 1000, 1031]:
+        size = smooth_fft_size(length)
+        assert size >= length and is_smooth(size)
+        assert not any(is_smooth(candidate) for candidate in range(length, size))
+    assert smooth_fft_size(524) == 540 and smooth_fft_size(512) == 512

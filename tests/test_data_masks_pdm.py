@@ -187,6 +187,43 @@ def test_target_in_unit_range_and_higher_inside_the_mask(swap_triplet, tiny_dino
     assert builder.feature_name == (f"dinov3:{tiny_dino_dir}" if use_dino else "1-ssim")
 
 
+
+def test_local_ssim_matches_kornia_in_float64(skimage_photos):
+    import kornia
+
+    from finpercep_hf.data.pdm_targets import local_ssim
+
+    image_a = pil_to_tensor(skimage_photos["astronaut"].resize((97, 64)))[None]
+    image_b = (image_a + 0.2 * torch.rand_like(image_a)).clamp(0, 1)
+    expected = kornia.metrics.ssim(image_a.double(), image_b.double(), window_size=7, eps=0.0)
+    assert torch.allclose(local_ssim(image_a.double(), image_b.double(), window=7), expected, atol=1e-10)
+    assert torch.allclose(local_ssim(image_a, image_b, window=7).double(), expected, atol=2e-3)  # float32 moments
+    assert torch.allclose(local_ssim(image_a, image_a), torch.ones_like(image_a), atol=1e-4)
+
+
+@pytest.mark.parametrize("placement", ["inside", "corner", "whole", "none"])
+def test_ssim_distance_on_the_changed_box_equals_whole_image_ssim(skimage_photos, placement):
+    """The fallback runs SSIM only around the changed pixels; the map must equal SSIM on the whole image."""
+    from finpercep_hf.data.pdm_targets import local_ssim
+
+    image_gt = pil_to_tensor(skimage_photos["astronaut"].resize((160, 120)))[None]
+    image_gt = torch.cat([image_gt, torch.full((1, 3, 120, 160), 0.02)]).double()  # a photo and a flat dark image
+    mask = torch.zeros(120, 160)
+    region = {"inside": (slice(40, 70), slice(50, 90)), "corner": (slice(0, 9), slice(150, 160)),
+              "whole": (slice(0, 120), slice(0, 160)), "none": (slice(0, 0), slice(0, 0))}[placement]  # fmt: skip
+    mask[region] = 1
+    image_syn = region_swap(image_gt, (image_gt + 0.3 * torch.rand_like(image_gt)).clamp(0, 1), mask)
+    distance = PDMTargetBuilder(alpha=0.0).ssim_distance(image_syn, image_gt)
+    expected = (1 - local_ssim(image_syn, image_gt).mean(dim=1, keepdim=True)).clamp(min=0)
+    assert distance.shape == (2, 1, 120, 160)
+    assert torch.allclose(distance, expected, atol=1e-12)  # float64: no convolution-order rounding
+    grown = torch.nn.functional.max_pool2d(mask[None, None], 11, stride=1, padding=5)[0, 0]
+    assert (distance[:, 0][:, grown == 0].abs() < 1e-12).all()  # windows without a changed pixel: SSIM 1
+    if placement == "inside":  # beyond twice the window radius SSIM is not computed: exactly 0
+        assert distance[:, 0, :30].eq(0).all() and distance[:, 0, 80:].eq(0).all()
+    if placement != "none":
+        assert distance[:, 0][:, mask == 1].mean() > 0.1
+
 def test_dino_features_skip_cls_and_register_tokens(tiny_dino_dir):
     builder = PDMTargetBuilder(tiny_dino_dir)
     images = torch.rand(2, 3, 40, 56)
