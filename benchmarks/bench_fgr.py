@@ -1,12 +1,17 @@
 """FGR synthesis throughput: samples/s at 512x512, 1 vs 2 processes, side by side.
 
 Measures the synthesis steps of one FGR sample (Real-ESRGAN degradation, a random mask, the region swap and
-``pdm_target``) with the offline ``1 - SSIM`` feature term and with a ViT-S-sized random DINOv3 (384 wide, 12 layers,
-patch 16, 4 register tokens: the shape of facebook/dinov3-vits16-pretrain-lvd1689m). The SR model is excluded from
-these figures and timed separately per pool member (classical upsamplers and the labelled artifact generators).
-Each process runs with one torch thread. Target: >= 10 samples/s per core without models, >= 1.8x with 2 processes.
+``pdm_target``) with the offline ``1 - SSIM`` feature term and with a random DINOv3 of the ViT-S shape (384 wide, 12
+layers, patch 16, 4 register tokens: facebook/dinov3-vits16-pretrain-lvd1689m; ``--dino-models ViT-S,ViT-B`` adds
+the ViT-B shape) run on ``--device``. The SR model is excluded from these figures and timed separately per pool member
+(classical upsamplers, the labelled artifact generators and, with ``--sd-x4-steps N``, a random-init SD-x4-upscaler
+of the real size through ``DiffusersSR``). Each process runs with one torch thread and first synthesizes
+``--warmup`` samples of other seeds, untimed: a build runs thousands of samples per process, so its steady state has
+warm allocator pools and oneDNN kernels compiled for the recurring convolution shapes; the first samples of a process
+do not. Target: >= 10 samples/s per core without models, >= 1.8x with 2 processes.
 
-    python benchmarks/bench_fgr.py [--samples 24] [--dino-samples 4] [--size 512]
+    python benchmarks/bench_fgr.py [--samples 48] [--warmup 8] [--dino-samples 4] [--size 512]
+    python benchmarks/bench_fgr.py --device cuda --dino-models ViT-S,ViT-B --sd-x4-steps 20   # on a GPU machine
     python benchmarks/bench_fgr.py --mini     # FGR-mini build time and per-artifact-kind pdm_target contrast
 """
 
@@ -25,6 +30,11 @@ from finpercep_hf.data import ARTIFACT_KINDS, PDMTargetBuilder, degrade, load_sr
 from finpercep_hf.images import pil_to_tensor
 
 PHOTOS = ("astronaut", "coffee", "rocket", "chelsea")
+DINO_SHAPES = {  # DINOv3ViTConfig defaults are the ViT-S/16 shape
+    "ViT-S": dict(num_register_tokens=4),
+    "ViT-B": dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_register_tokens=4),
+}
+WARMUP_SEED = 10**6  # warm-up samples use seeds from here on, never the timed ones
 
 
 def make_gt(size: int) -> list[torch.Tensor]:
@@ -40,42 +50,52 @@ def make_gt(size: int) -> list[torch.Tensor]:
     return crops
 
 
-def build_dino():
+def build_dino(shape: str):
     from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
     torch.manual_seed(0)
-    return DINOv3ViTModel(DINOv3ViTConfig(num_register_tokens=4)).eval()  # ViT-S/16 shape, random weights
+    return DINOv3ViTModel(DINOv3ViTConfig(**DINO_SHAPES[shape])).eval()  # random weights, the checkpoint's shape
 
 
-def synthesize(indices: list[int], size: int, use_dino: bool) -> dict:
-    """Run the synthesis steps on ``indices``; returns the per-step seconds summed over the samples."""
+def synthesize(indices: list[int], size: int, dino: str | None, device: str, warmup: int) -> dict:
+    """Run the synthesis steps on ``indices`` after ``warmup`` untimed samples; returns per-step seconds, summed."""
     torch.set_num_threads(1)
     crops = make_gt(size)
     upsampler = load_sr_model("bicubic")
-    builder = PDMTargetBuilder(build_dino() if use_dino else None, alpha=0.5, scale=0.5)
-    steps = {"degrade": 0.0, "mask": 0.0, "swap": 0.0, "pdm_target": 0.0}
-    image_sr = upsampler(degrade(crops[0], seed=0))  # warm-up, not timed; SR excluded below
-    builder(image_sr, crops[0])
-    for index in indices:
+    builder = PDMTargetBuilder(build_dino(dino) if dino else None, alpha=0.5, scale=0.5, device=device)
+    def sample(index: int, steps: dict[str, float]) -> None:
+        def clock(step: str, start: float) -> float:
+            if device != "cpu":
+                torch.cuda.synchronize()
+            now = time.perf_counter()
+            steps[step] = steps.get(step, 0.0) + now - start
+            return now
+
         generator = torch.Generator().manual_seed(index)
         image_gt = crops[index % len(crops)]
         tic = time.perf_counter()
         lr = degrade(image_gt, seed=index)
-        steps["degrade"] += time.perf_counter() - tic
+        clock("degrade", tic)
         image_sr = upsampler(lr)  # the SR model: excluded from the synthesis time
         tic = time.perf_counter()
         mask = random_mask(size, size, ("rectangle", "stroke")[index % 2], generator)
-        steps["mask"] += time.perf_counter() - tic
-        tic = time.perf_counter()
+        tic = clock("mask", tic)
         image_syn = region_swap(image_gt, image_sr, mask)
-        steps["swap"] += time.perf_counter() - tic
-        tic = time.perf_counter()
+        tic = clock("swap", tic)
         builder(image_syn, image_gt)
-        steps["pdm_target"] += time.perf_counter() - tic
+        clock("pdm_target", tic)
+
+    for index in range(WARMUP_SEED, WARMUP_SEED + warmup):
+        sample(index, {})
+    steps: dict[str, float] = {}
+    for index in indices:
+        sample(index, steps)
     return {"steps": steps, "count": len(indices)}
 
 
-def run_processes(num_samples: int, num_processes: int, size: int, use_dino: bool) -> tuple[float, dict]:
+def run_processes(
+    num_samples: int, num_processes: int, size: int, dino: str | None, device: str, warmup: int
+) -> tuple[float, dict]:
     """Samples/s of the synthesis steps over ``num_processes`` worker processes (spawned, one thread each).
 
     Throughput counts synthesis time only: each worker's SR time is excluded by summing its step times, and the
@@ -83,7 +103,7 @@ def run_processes(num_samples: int, num_processes: int, size: int, use_dino: boo
     chunks = [list(range(rank, num_samples, num_processes)) for rank in range(num_processes)]
     context = multiprocessing.get_context("spawn")
     with context.Pool(num_processes) as pool:
-        results = pool.starmap(synthesize, [(chunk, size, use_dino) for chunk in chunks])
+        results = pool.starmap(synthesize, [(chunk, size, dino, device, warmup) for chunk in chunks])
     rate = sum(result["count"] / sum(result["steps"].values()) for result in results)
     steps = {key: sum(result["steps"][key] for result in results) / num_samples for key in results[0]["steps"]}
     return rate, steps
@@ -137,30 +157,58 @@ def bench_mini() -> None:
         print(f"| {kind} | {len(values)} | {inside:.3f} | {outside:.3f} | {inside / max(outside, 1e-6):.1f}x |")
 
 
+def time_sd_x4(size: int, steps: int, device: str, dtype: torch.dtype, repeats: int = 3) -> float:
+    """Seconds per sample of a random-init SD-x4-upscaler of the real architecture, loaded through ``DiffusersSR``
+    from a saved directory as a user's checkpoint is (x4 from (size/4)^2, ``steps`` denoising steps)."""
+    import tempfile
+
+    from finpercep_hf.data import DiffusersSR
+    from finpercep_hf.generators.random_init import build_sd_upscaler_pipeline
+
+    with tempfile.TemporaryDirectory() as scratch:
+        build_sd_upscaler_pipeline("x4").save_pretrained(scratch)
+        model = DiffusersSR(scratch, num_inference_steps=steps, device=device, dtype=dtype)
+    lr = degrade(make_gt(size)[0], seed=0)
+    model(lr, torch.Generator().manual_seed(0))
+    tic = time.perf_counter()
+    for repeat in range(repeats):
+        model(lr, torch.Generator().manual_seed(repeat))  # returns on the CPU: synchronised
+    return (time.perf_counter() - tic) / repeats
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=24, help="Samples per run without models.")
-    parser.add_argument("--dino-samples", type=int, default=4, help="Samples per run with the ViT-S DINOv3.")
+    parser.add_argument("--samples", type=int, default=48, help="Timed samples per run without models.")
+    parser.add_argument("--dino-samples", type=int, default=4, help="Timed samples per run with a DINOv3.")
+    parser.add_argument("--warmup", type=int, default=8, help="Untimed samples (other seeds) per process first.")
     parser.add_argument("--size", type=int, default=512, help="Crop side in pixels.")
+    parser.add_argument("--device", default="cpu", help="Where the DINOv3 models (and the SD-x4 pipeline) run.")
+    parser.add_argument("--dino-models", default="ViT-S", help=f"Comma-separated DINOv3 shapes of {list(DINO_SHAPES)}.")
+    parser.add_argument("--sd-x4-steps", type=int, default=0, help="Also time a random SD-x4 upscaler (0: skip).")
     parser.add_argument("--mini", action="store_true", help="Time the FGR-mini preset build and its per-kind maps.")
     args = parser.parse_args()
     if args.mini:
         torch.set_num_threads(1)
         bench_mini()
         return
+    dinos = [name for name in args.dino_models.split(",") if name]
+    unknown = set(dinos) - set(DINO_SHAPES)
+    if unknown:
+        parser.error(f"--dino-models: unknown shapes {sorted(unknown)}; choose from {list(DINO_SHAPES)}.")
 
     print(f"# FGR synthesis throughput at {args.size}x{args.size} (SR model excluded)")
+    gpu = f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"load average before the run {os.getloadavg()[0]:.1f}"
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs{gpu}, torch {torch.__version__}, "
+        f"load average before the run {os.getloadavg()[0]:.1f}; {args.warmup} warm-up samples per process"
     )
     rows = []
-    for label, use_dino, count in (
-        ("1-SSIM fallback", False, args.samples),
-        ("ViT-S DINOv3", True, args.dino_samples),
+    for label, dino, count in (
+        ("1-SSIM fallback (CPU)", None, args.samples),
+        *((f"{name} DINOv3 ({args.device})", name, args.dino_samples) for name in dinos),
     ):
-        one, steps_one = run_processes(count, 1, args.size, use_dino)
-        two, _ = run_processes(count, 2, args.size, use_dino)
+        one, steps_one = run_processes(count, 1, args.size, dino, args.device, args.warmup)
+        two, _ = run_processes(count, 2, args.size, dino, args.device, args.warmup)
         rows.append((label, count, one, two, steps_one))
     print()
     print("| pdm feature term | samples | 1 process (samples/s) | 2 processes (samples/s) | 2 vs 1 |")
@@ -176,11 +224,15 @@ def main() -> None:
     print()
     print(f"SR models (reported separately), seconds per sample from {args.size // 4}^2 LR, 1 thread:")
     sr = time_sr_models(args.size)
+    if args.sd_x4_steps:
+        dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+        name = f"random SD-x4 upscaler, {args.sd_x4_steps} steps ({args.device}, {str(dtype).split('.')[-1]})"
+        sr[name] = time_sd_x4(args.size, args.sd_x4_steps, args.device, dtype)
     print("| sr_model | s/sample | vs bicubic |")
     print("|---|---|---|")
     for name, seconds in sr.items():
         print(f"| {name} | {seconds:.4f} | {seconds / sr['bicubic']:.1f}x |")
-    print(f"\nload average after the run {os.getloadavg()[0]:.1f} (2 cores shared with other jobs lower the figures)")
+    print(f"\nload average after the run {os.getloadavg()[0]:.1f} (cores shared with other jobs lower the figures)")
 
 
 if __name__ == "__main__":

@@ -98,8 +98,9 @@ def test_config_validation():
 
 @pytest.mark.parametrize("size", [(8, 9), (40, 52), (97, 131)])
 @pytest.mark.parametrize("kernel_size", [7, 13, 21])
-def test_filtering_matches_kornia_on_both_paths(size, kernel_size):
-    """Kernels of FFT_MIN_KERNEL taps or more go through the FFT; the result must equal kornia's filter2d."""
+@pytest.mark.parametrize("fft_min_kernel", [13, 1])
+def test_filtering_matches_kornia_on_both_paths(size, kernel_size, fft_min_kernel):
+    """Kernels of ``fft_min_kernel`` taps or more go through the FFT; the result must equal kornia's filter2d."""
     import kornia
 
     from finpercep_hf.data.degradations import _filter
@@ -108,7 +109,7 @@ def test_filtering_matches_kornia_on_both_paths(size, kernel_size):
     image, kernel = torch.rand(1, 3, *size), torch.rand(kernel_size, kernel_size)
     border = "reflect" if kernel_size // 2 < min(size) else "replicate"
     expected = kornia.filters.filter2d(image, kernel[None], border_type=border)
-    assert torch.allclose(_filter(image, kernel), expected, atol=1e-5)
+    assert torch.allclose(_filter(image, kernel, fft_min_kernel), expected, atol=1e-5)
 
 
 def test_smooth_fft_size_is_the_next_2_3_5_smooth_number():

@@ -201,6 +201,18 @@ def test_local_ssim_matches_kornia_in_float64(skimage_photos):
     assert torch.allclose(local_ssim(image_a, image_a), torch.ones_like(image_a), atol=1e-4)
 
 
+
+def test_ssim_box_spans_are_snapped_inside_the_image():
+    from finpercep_hf.data.pdm_targets import BOX_QUANTUM, _snapped_span
+
+    for start, stop, length in [(30, 80, 120), (-10, 15, 120), (100, 130, 120), (0, 120, 120), (5, 6, 20), (7, 300, 512)]:
+        span = _snapped_span(start, stop, length)
+        size = span.stop - span.start
+        assert 0 <= span.start and span.stop <= length
+        assert span.start <= max(0, start) and span.stop >= min(length, stop)  # covers the requested span
+        assert size % BOX_QUANTUM == 0 or size == length
+        assert size < max(0, min(length, stop) - max(0, start)) + BOX_QUANTUM
+
 @pytest.mark.parametrize("placement", ["inside", "corner", "whole", "none"])
 def test_ssim_distance_on_the_changed_box_equals_whole_image_ssim(skimage_photos, placement):
     """The fallback runs SSIM only around the changed pixels; the map must equal SSIM on the whole image."""
@@ -220,7 +232,7 @@ def test_ssim_distance_on_the_changed_box_equals_whole_image_ssim(skimage_photos
     grown = torch.nn.functional.max_pool2d(mask[None, None], 11, stride=1, padding=5)[0, 0]
     assert (distance[:, 0][:, grown == 0].abs() < 1e-12).all()  # windows without a changed pixel: SSIM 1
     if placement == "inside":  # beyond twice the window radius SSIM is not computed: exactly 0
-        assert distance[:, 0, :30].eq(0).all() and distance[:, 0, 80:].eq(0).all()
+        assert distance[:, 0, :30].eq(0).all() and distance[:, 0, 96:].eq(0).all()  # box rows 30-80, snapped to 64
     if placement != "none":
         assert distance[:, 0][:, mask == 1].mean() > 0.1
 

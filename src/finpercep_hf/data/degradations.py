@@ -14,10 +14,12 @@ counterpart (B, 3, H / 4, W / 4) float in [0, 1] (values on the 8-bit grid), wit
 3. the final resize to the x4 low-resolution size, a sinc filter (p = 0.8) and JPEG, in the order
    resize -> sinc -> JPEG or JPEG -> resize -> sinc (50 / 50).
 
-Filtering uses ``kornia.filters.filter2d`` for kernels under 13 taps; wider ones go through a real FFT whose size is
-rounded up to a 2-3-5-smooth number (same result to 1e-6; at 512x512 a 13-21 tap kernel takes ~11 ms this way, 2-6x
-less than ``filter2d`` and up to 3x less than an FFT of the raw padded size, whose prime factors can be large: 524 =
-4 * 131). Resizing uses ``torch.nn.functional.interpolate`` (the same call and modes as Real-ESRGAN).
+Filtering (correlation with reflect borders, as Real-ESRGAN's ``filter2D``) is one depthwise ``F.conv2d`` for kernels
+under 13 taps: ``kornia.filters.filter2d`` computes the same but its wrapper took 2-3x the convolution's time at
+512-768 px (one CPU thread). Wider kernels go through a real FFT whose size is rounded up to a 2-3-5-smooth number
+(same result to 1e-6; at 512x512 a 13-21 tap kernel takes ~11 ms this way, 2-6x less than direct convolution and up
+to 3x less than an FFT of the raw padded size, whose prime factors can be large: 524 = 4 * 131). Resizing uses
+``torch.nn.functional.interpolate`` (the same call and modes as Real-ESRGAN).
 """
 
 from __future__ import annotations
@@ -180,7 +182,7 @@ def random_blur_kernel(
 
 # Operations on (1, 3, H, W) images
 # Kernels at least this wide are applied through the FFT (one CPU thread, 512x512: ~11 ms for any width against 24-60
-# ms with kornia.filters.filter2d at 13-21 taps); below 13 taps direct convolution is as fast and stays exact.
+# ms with direct convolution at 13-21 taps); below 13 taps direct convolution is as fast and stays exact.
 FFT_MIN_KERNEL = 13
 
 
@@ -197,13 +199,20 @@ def smooth_fft_size(length: int) -> int:
         size += 1
 
 
-def _filter(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Correlate (1, 3, H, W) with a (k, k) kernel, reflect borders (replicate on images smaller than k / 2)."""
+def _filter(image: torch.Tensor, kernel: torch.Tensor, fft_min_kernel: int = FFT_MIN_KERNEL) -> torch.Tensor:
+    """Correlate (1, 3, H, W) with a (k, k) kernel, reflect borders (replicate on images smaller than k / 2).
+
+    Kernels of ``fft_min_kernel`` taps or more go through the FFT. Pass 1 for an image of a size not seen before:
+    oneDNN compiles a convolution kernel for each new input shape, which made a direct 7-11 tap filter of a randomly
+    resized image 2x slower than the FFT (30 against 14 ms at ~450x450, one thread); on a repeated shape the direct
+    filter is the faster one (12 against 14 ms at 512x512).
+    """
     pad = kernel.shape[-1] // 2
     border = "reflect" if pad < min(image.shape[-2:]) else "replicate"
-    if kernel.shape[-1] < FFT_MIN_KERNEL:
-        return kornia.filters.filter2d(image, kernel[None].to(image), border_type=border)
     padded = F.pad(image, (pad, pad, pad, pad), mode=border)
+    if kernel.shape[-1] < fft_min_kernel:  # one depthwise conv2d: kornia's filter2d wrapper costs 2-3x that here
+        weight = kernel.to(image).expand(image.shape[1], 1, *kernel.shape)
+        return F.conv2d(padded, weight, groups=image.shape[1])
     # Zero-padding the transform to a smooth size keeps the valid part of the circular convolution unchanged.
     size = tuple(smooth_fft_size(length) for length in padded.shape[-2:])
     spectrum = torch.fft.rfft2(padded, s=size) * torch.fft.rfft2(kernel.flip(-2, -1).to(image), s=size)
@@ -290,7 +299,7 @@ def _degrade_one(image: torch.Tensor, generator: torch.Generator, config: Degrad
 
     # Second stage
     if uniform(generator, 0, 1) < config.second_blur_prob:
-        out = _filter(out, kernel2)
+        out = _filter(out, kernel2, fft_min_kernel=1)  # the first resize gave ``out`` a random size
     factor = _random_scale(generator, config.resize_prob2, config.resize_range2)
     size = (int(height / config.scale * factor), int(width / config.scale * factor))
     out = _resize(out, size, _choice(generator, RESIZE_MODES))
