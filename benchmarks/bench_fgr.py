@@ -63,6 +63,7 @@ def synthesize(indices: list[int], size: int, dino: str | None, device: str, war
     crops = make_gt(size)
     upsampler = load_sr_model("bicubic")
     builder = PDMTargetBuilder(build_dino(dino) if dino else None, alpha=0.5, scale=0.5, device=device)
+
     def sample(index: int, steps: dict[str, float]) -> None:
         def clock(step: str, start: float) -> float:
             if device != "cpu":
@@ -183,7 +184,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=8, help="Untimed samples (other seeds) per process first.")
     parser.add_argument("--size", type=int, default=512, help="Crop side in pixels.")
     parser.add_argument("--device", default="cpu", help="Where the DINOv3 models (and the SD-x4 pipeline) run.")
-    parser.add_argument("--dino-models", default="ViT-S", help=f"Comma-separated DINOv3 shapes of {list(DINO_SHAPES)}.")
+    parser.add_argument(
+        "--dino-models", default="ViT-S", help=f"Comma-separated DINOv3 shapes of {list(DINO_SHAPES)}."
+    )
     parser.add_argument("--sd-x4-steps", type=int, default=0, help="Also time a random SD-x4 upscaler (0: skip).")
     parser.add_argument("--mini", action="store_true", help="Time the FGR-mini preset build and its per-kind maps.")
     args = parser.parse_args()
@@ -199,8 +202,9 @@ def main() -> None:
     print(f"# FGR synthesis throughput at {args.size}x{args.size} (SR model excluded)")
     gpu = f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs{gpu}, torch {torch.__version__}, "
-        f"load average before the run {os.getloadavg()[0]:.1f}; {args.warmup} warm-up samples per process"
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs{gpu}, "
+        f"torch {torch.__version__}, load average before the run {os.getloadavg()[0]:.1f}; "
+        f"{args.warmup} warm-up samples per process"
     )
     rows = []
     for label, dino, count in (

@@ -88,9 +88,13 @@ def build_components(args, output_dir: str) -> tuple[SDUpscalerGenerator, FinPer
     generator = SDUpscalerGenerator.from_pipeline(pipeline, num_inference_steps=args.num_inference_steps)
     del pipeline.text_encoder
     torch.manual_seed(0)
-    rm = FinPercepRewardModel(
-        FinPercepConfig(vision_config=CLIPVisionConfig(**RM_VISION[args.size]), projection_dim=64, stage=1)
-    ).eval().requires_grad_(False)
+    rm = (
+        FinPercepRewardModel(
+            FinPercepConfig(vision_config=CLIPVisionConfig(**RM_VISION[args.size]), projection_dim=64, stage=1)
+        )
+        .eval()
+        .requires_grad_(False)
+    )
     hr = args.lr_size * generator.scale
     dataset = [
         {"image_lr": torch.rand(3, args.lr_size, args.lr_size), "image_gt": torch.rand(3, hr, hr)}

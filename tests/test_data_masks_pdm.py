@@ -187,13 +187,14 @@ def test_target_in_unit_range_and_higher_inside_the_mask(swap_triplet, tiny_dino
     assert builder.feature_name == (f"dinov3:{tiny_dino_dir}" if use_dino else "1-ssim")
 
 
-
-def test_local_ssim_matches_kornia_in_float64(skimage_photos):
+@pytest.mark.parametrize("height", [64, 300])  # one strip; three strips, the last one partial
+def test_local_ssim_matches_kornia_in_float64(skimage_photos, height):
     import kornia
 
-    from finpercep_hf.data.pdm_targets import local_ssim
+    from finpercep_hf.data.pdm_targets import STRIP_ROWS, local_ssim
 
-    image_a = pil_to_tensor(skimage_photos["astronaut"].resize((97, 64)))[None]
+    assert height < STRIP_ROWS or height > 2 * STRIP_ROWS
+    image_a = pil_to_tensor(skimage_photos["astronaut"].resize((97, height)))[None]
     image_b = (image_a + 0.2 * torch.rand_like(image_a)).clamp(0, 1)
     expected = kornia.metrics.ssim(image_a.double(), image_b.double(), window_size=7, eps=0.0)
     assert torch.allclose(local_ssim(image_a.double(), image_b.double(), window=7), expected, atol=1e-10)
@@ -201,17 +202,24 @@ def test_local_ssim_matches_kornia_in_float64(skimage_photos):
     assert torch.allclose(local_ssim(image_a, image_a), torch.ones_like(image_a), atol=1e-4)
 
 
-
 def test_ssim_box_spans_are_snapped_inside_the_image():
     from finpercep_hf.data.pdm_targets import BOX_QUANTUM, _snapped_span
 
-    for start, stop, length in [(30, 80, 120), (-10, 15, 120), (100, 130, 120), (0, 120, 120), (5, 6, 20), (7, 300, 512)]:
+    for start, stop, length in [
+        (30, 80, 120),
+        (-10, 15, 120),
+        (100, 130, 120),
+        (0, 120, 120),
+        (5, 6, 20),
+        (7, 300, 512),
+    ]:
         span = _snapped_span(start, stop, length)
         size = span.stop - span.start
         assert 0 <= span.start and span.stop <= length
         assert span.start <= max(0, start) and span.stop >= min(length, stop)  # covers the requested span
         assert size % BOX_QUANTUM == 0 or size == length
         assert size < max(0, min(length, stop) - max(0, start)) + BOX_QUANTUM
+
 
 @pytest.mark.parametrize("placement", ["inside", "corner", "whole", "none"])
 def test_ssim_distance_on_the_changed_box_equals_whole_image_ssim(skimage_photos, placement):
@@ -235,6 +243,7 @@ def test_ssim_distance_on_the_changed_box_equals_whole_image_ssim(skimage_photos
         assert distance[:, 0, :30].eq(0).all() and distance[:, 0, 96:].eq(0).all()  # box rows 30-80, snapped to 64
     if placement != "none":
         assert distance[:, 0][:, mask == 1].mean() > 0.1
+
 
 def test_dino_features_skip_cls_and_register_tokens(tiny_dino_dir):
     builder = PDMTargetBuilder(tiny_dino_dir)

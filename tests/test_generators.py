@@ -35,8 +35,9 @@ def perturb_lora(generator, seed=1):
 def test_sample_shapes_range_trajectory_and_seed(generator):
     assert isinstance(generator, SRGenerator)
     image_lr = torch.rand(2, 3, 16, 16)
-    first = generator.sample(image_lr, num_inference_steps=3, generator=torch.Generator().manual_seed(0),
-                             return_trajectory=True)
+    first = generator.sample(
+        image_lr, num_inference_steps=3, generator=torch.Generator().manual_seed(0), return_trajectory=True
+    )
     again = generator.sample(image_lr, num_inference_steps=3, generator=torch.Generator().manual_seed(0))
     other = generator.sample(image_lr, num_inference_steps=3, generator=torch.Generator().manual_seed(1))
     assert first.images.shape == (2, 3, 64, 64)
@@ -141,7 +142,9 @@ def test_lora_weights_round_trip_and_load_in_diffusers_pipeline(generator, tiny_
     model_input = torch.cat([generator.scheduler.scale_model_input(latents, 400), condition.image_lr], dim=1)
     with torch.no_grad():
         from_pipeline = pipeline.unet(
-            model_input, 400, encoder_hidden_states=condition.encoder_hidden_states,
+            model_input,
+            400,
+            encoder_hidden_states=condition.encoder_hidden_states,
             class_labels=condition.class_labels,
         ).sample
     torch.testing.assert_close(from_pipeline, expected)

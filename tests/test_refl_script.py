@@ -17,8 +17,22 @@ SCRIPT = Path(__file__).resolve().parents[1] / "training_scripts" / "train_refl.
 
 
 def launch(arguments: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT), *arguments]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "2",
+        "--cpu",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(SCRIPT),
+        *arguments,
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
@@ -46,12 +60,43 @@ def test_two_process_run_checkpoints_resumes_and_writes_loadable_lora(make_rm, t
         photo.save(hr_dir / f"{name}.png")
     output_dir = tmp_path / "refl"
     common = [
-        "--pretrained_model_name_or_path", str(upscaler), "--train_data_dir", str(hr_dir), "--resolution", "32",
-        "--reward_schedule", f"0:{rm0},3:{tiny_rm1_dir}", "--reward", "finpercep", "--use_lora", "--rank", "4",
-        "--output_dir", str(output_dir), "--checkpointing_steps", "2", "--checkpoints_total_limit", "1",
-        "--validation_steps", "2", "--num_validation_images", "2", "--validation_inference_steps", "2",
-        "--num_inference_steps", "2", "--min_stop_step", "1", "--train_batch_size", "1",
-        "--gradient_accumulation_steps", "1", "--learning_rate", "1e-2", "--report_to", "tensorboard",
+        "--pretrained_model_name_or_path",
+        str(upscaler),
+        "--train_data_dir",
+        str(hr_dir),
+        "--resolution",
+        "32",
+        "--reward_schedule",
+        f"0:{rm0},3:{tiny_rm1_dir}",
+        "--reward",
+        "finpercep",
+        "--use_lora",
+        "--rank",
+        "4",
+        "--output_dir",
+        str(output_dir),
+        "--checkpointing_steps",
+        "2",
+        "--checkpoints_total_limit",
+        "1",
+        "--validation_steps",
+        "2",
+        "--num_validation_images",
+        "2",
+        "--validation_inference_steps",
+        "2",
+        "--num_inference_steps",
+        "2",
+        "--min_stop_step",
+        "1",
+        "--train_batch_size",
+        "1",
+        "--gradient_accumulation_steps",
+        "1",
+        "--learning_rate",
+        "1e-2",
+        "--report_to",
+        "tensorboard",
     ]
 
     launch([*common, "--max_train_steps", "2"], cwd=tmp_path)
@@ -127,8 +172,9 @@ def test_script_data_sources_dataset_and_skimage_fallback(skimage_photos, tmp_pa
     train, evaluation = train_refl.build_datasets(script_args)
     assert len(train) == len(evaluation) == 4 and train.random_crop and not evaluation.random_crop
     assert evaluation[0]["image_gt"].shape == (3, 64, 64) and evaluation[0]["image_lr"].shape == (3, 16, 16)
-    (script_args,) = parser.parse_args_into_dataclasses([*base, "--dataset", str(tmp_path / "fgr"),
-                                                         "--image_column", "image_hr"])
+    (script_args,) = parser.parse_args_into_dataclasses(
+        [*base, "--dataset", str(tmp_path / "fgr"), "--image_column", "image_hr"]
+    )
     with pytest.raises(ValueError, match="no column 'image_hr'"):
         train_refl.build_datasets(script_args)
     (script_args,) = parser.parse_args_into_dataclasses(base)

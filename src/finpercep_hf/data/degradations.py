@@ -229,8 +229,9 @@ def _resize(image: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tens
 
 def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
     """JPEG round trip with a real codec: (B, 3, H, W) float in [0, 1] -> same shape, decoded at ``quality``."""
-    codes = encode_jpeg([item for item in image.clamp(0, 1).mul(255).round().to(torch.uint8)], quality=int(quality))
-    return torch.stack([decode_jpeg(code) for code in codes]).to(image.dtype) / 255.0
+    pixels = image.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+    codes = encode_jpeg(list(pixels), quality=int(quality))
+    return torch.stack([decode_jpeg(code) for code in codes]).to(image.dtype).div_(255.0)
 
 
 def _add_noise(
@@ -281,7 +282,7 @@ def _degrade_one(image: torch.Tensor, generator: torch.Generator, config: Degrad
         size = _choice(generator, config.kernel_sizes)
         final_kernel = sinc_kernel(uniform(generator, math.pi / 3, math.pi), size)
     else:
-        final_kernel = torch.ones(1, 1)
+        final_kernel = None  # no final sinc filter
 
     # First stage
     out = _filter(image, kernel1)
@@ -317,11 +318,11 @@ def _degrade_one(image: torch.Tensor, generator: torch.Generator, config: Degrad
     mode = _choice(generator, RESIZE_MODES)
     quality = round(uniform(generator, *config.jpeg_range2))
     if uniform(generator, 0, 1) < 0.5:
-        out = _filter(_resize(out, lr_size, mode), final_kernel)
-        out = jpeg(out, quality)
+        out = _resize(out, lr_size, mode)
+        out = jpeg(out if final_kernel is None else _filter(out, final_kernel), quality)
     else:
-        out = jpeg(out, quality)
-        out = _filter(_resize(out, lr_size, mode), final_kernel)
+        out = _resize(jpeg(out, quality), lr_size, mode)
+        out = out if final_kernel is None else _filter(out, final_kernel)
     return out.clamp(0, 1).mul(255).round() / 255.0
 
 

@@ -296,8 +296,10 @@ class SDUpscalerGenerator:
     def reference_policy(self):
         """Within this context the UNet runs without its adapters: the frozen reference policy pi_ref."""
         if not self.has_lora:
-            raise ValueError("reference_policy needs LoRA adapters (call add_lora first): without them the "
-                             "trained UNet and the reference are the same weights.")
+            raise ValueError(
+                "reference_policy needs LoRA adapters (call add_lora first): without them the "
+                "trained UNet and the reference are the same weights."
+            )
         self.unet.disable_adapters()
         try:
             yield

@@ -98,8 +98,15 @@ class GeneratorTrainerConfig:
     def __post_init__(self):
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}.")
-        for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps",
-                     "num_validation_images", "validation_inference_steps", "rank"):
+        for name in (
+            "max_train_steps",
+            "train_batch_size",
+            "gradient_accumulation_steps",
+            "checkpointing_steps",
+            "num_validation_images",
+            "validation_inference_steps",
+            "rank",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.validation_steps < 0:
@@ -164,8 +171,10 @@ class LRHRDataset(Dataset):
         crop, scale = self.resolution, self.scale
         width, height = image_gt.size
         if width < crop or height < crop:
-            raise ValueError(f"HR image {index} ({self.images_gt[index]}) is {width}x{height}, smaller than the "
-                             f"{crop}x{crop} crop (lower --resolution).")
+            raise ValueError(
+                f"HR image {index} ({self.images_gt[index]}) is {width}x{height}, smaller than the "
+                f"{crop}x{crop} crop (lower --resolution)."
+            )
         lr_crop = crop // scale
         if self.random_crop:
             left = int(self.rng.integers(0, (width - crop) // scale + 1)) * scale
