@@ -203,7 +203,7 @@ def test_local_ssim_matches_kornia_in_float64(skimage_photos, height):
 
 
 def test_ssim_box_spans_are_snapped_inside_the_image():
-    from finpercep_hf.data.pdm_targets import BOX_QUANTUM, _snapped_span
+    from finpercep_hf.data.pdm_targets import SPAN_QUANTUM, _snapped_span
 
     for start, stop, length in [
         (30, 80, 120),
@@ -217,11 +217,11 @@ def test_ssim_box_spans_are_snapped_inside_the_image():
         size = span.stop - span.start
         assert 0 <= span.start and span.stop <= length
         assert span.start <= max(0, start) and span.stop >= min(length, stop)  # covers the requested span
-        assert size % BOX_QUANTUM == 0 or size == length
-        assert size < max(0, min(length, stop) - max(0, start)) + BOX_QUANTUM
+        assert size % SPAN_QUANTUM == 0 or size == length
+        assert size < max(0, min(length, stop) - max(0, start)) + SPAN_QUANTUM
 
 
-@pytest.mark.parametrize("placement", ["inside", "corner", "whole", "none"])
+@pytest.mark.parametrize("placement", ["inside", "corner", "whole", "none", "two"])
 def test_ssim_distance_on_the_changed_box_equals_whole_image_ssim(skimage_photos, placement):
     """The fallback runs SSIM only around the changed pixels; the map must equal SSIM on the whole image."""
     from finpercep_hf.data.pdm_targets import local_ssim
@@ -230,8 +230,11 @@ def test_ssim_distance_on_the_changed_box_equals_whole_image_ssim(skimage_photos
     image_gt = torch.cat([image_gt, torch.full((1, 3, 120, 160), 0.02)]).double()  # a photo and a flat dark image
     mask = torch.zeros(120, 160)
     region = {"inside": (slice(40, 70), slice(50, 90)), "corner": (slice(0, 9), slice(150, 160)),
-              "whole": (slice(0, 120), slice(0, 160)), "none": (slice(0, 0), slice(0, 0))}[placement]  # fmt: skip
+              "whole": (slice(0, 120), slice(0, 160)), "none": (slice(0, 0), slice(0, 0)),
+              "two": (slice(0, 0), slice(0, 0))}[placement]  # fmt: skip
     mask[region] = 1
+    if placement == "two":  # a region per strip, in other columns: each strip computes its own span
+        mask[0:10, 0:20] = mask[105:120, 130:160] = 1
     image_syn = region_swap(image_gt, (image_gt + 0.3 * torch.rand_like(image_gt)).clamp(0, 1), mask)
     distance = PDMTargetBuilder(alpha=0.0).ssim_distance(image_syn, image_gt)
     expected = (1 - local_ssim(image_syn, image_gt).mean(dim=1, keepdim=True)).clamp(min=0)
@@ -240,7 +243,10 @@ def test_ssim_distance_on_the_changed_box_equals_whole_image_ssim(skimage_photos
     grown = torch.nn.functional.max_pool2d(mask[None, None], 11, stride=1, padding=5)[0, 0]
     assert (distance[:, 0][:, grown == 0].abs() < 1e-12).all()  # windows without a changed pixel: SSIM 1
     if placement == "inside":  # beyond twice the window radius SSIM is not computed: exactly 0
-        assert distance[:, 0, :30].eq(0).all() and distance[:, 0, 96:].eq(0).all()  # box rows 30-80, snapped to 64
+        # strip rows 0-95 (the next strip's windows see no change); columns 40-99, snapped to 40-103
+        assert distance[:, 0, 96:].eq(0).all() and distance[..., :40].eq(0).all() and distance[..., 104:].eq(0).all()
+    if placement == "two":  # strip 0 computes columns 0-31 only, strip 1 (rows 96-119) columns 96-159 only
+        assert distance[:, 0, :96, 32:].eq(0).all() and distance[:, 0, 96:, :96].eq(0).all()
     if placement != "none":
         assert distance[:, 0][:, mask == 1].mean() > 0.1
 

@@ -18,17 +18,18 @@ separable convolution (the means of a, b, a*b and a^2 + b^2: SSIM needs the two 
 channels-last, in strips of ``STRIP_ROWS`` rows that stay in cache, instead of kornia's five 3-channel passes over
 the whole image (2-3x less time; the same map to float32 rounding, ~4e-4 from a float64 evaluation for either). And
 since the local SSIM at a pixel depends only on the window around it, where ``image_syn`` equals ``image_gt`` within
-``ssim_window // 2`` pixels the map is 1 (the term 0): ``ssim_distance`` runs SSIM on the bounding box of the changed
-pixels grown by twice the window radius (reflect padding then only acts at true image borders, or on pixels equal in
-both images) and writes 0 elsewhere (where the whole-image map is 1 up to float rounding, ~1e-6 in float32), so the
-cost follows the region that FGR's swap changed (10-50% of the image) rather than the image. The box sides are rounded
-up to multiples of ``BOX_QUANTUM`` pixels: oneDNN compiles a kernel for every new convolution shape, which on a new
-box shape cost more than the SSIM itself.
+``ssim_window // 2`` pixels the map is 1 (the term 0): ``ssim_distance`` computes only the strips whose windows see a
+changed pixel, and in each only the span of columns from the first to the last changed column its windows see, grown
+by twice the window radius (reflect padding then only acts at true image borders, or on pixels equal in both images).
+It writes 0 elsewhere, where the whole-image map is 1 up to float rounding (~1e-6 in float32), so the cost follows the
+region that FGR's swap changed (10-50% of the image) rather than the image. Spans are rounded up to multiples of
+``SPAN_QUANTUM`` pixels: oneDNN compiles a kernel for every new convolution shape, which on a new shape cost more than
+the SSIM itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import kornia
 import numpy as np
@@ -53,13 +54,20 @@ def local_ssim(image_a: torch.Tensor, image_b: torch.Tensor, window: int = 11) -
     ``STRIP_ROWS`` rows, each with ``window // 2`` rows of context above and below (the same map).
     """
     out = torch.empty_like(image_a)
-    height, halo = image_a.shape[-2], window // 2
-    for top in range(0, height, STRIP_ROWS):
-        bottom = min(height, top + STRIP_ROWS)
-        low, high = max(0, top - halo), min(height, bottom + halo)
+    for top, bottom, low, high in _strips(image_a.shape[-2], window // 2):
         strip = _local_ssim_rows(image_a[..., low:high, :], image_b[..., low:high, :], window)
         out[..., top:bottom, :] = strip[..., top - low : bottom - low, :]
     return out
+
+
+def _strips(height: int, halo: int, first: int = 0, last: int | None = None) -> Iterator[tuple[int, int, int, int]]:
+    """``(top, bottom, low, high)`` of the STRIP_ROWS-row strips (on a grid from row 0, so their shapes recur) that
+    hold rows ``first`` to ``last``: output rows ``[top, bottom)``, input rows ``[low, high)`` with ``halo`` rows of
+    context inside the image."""
+    last = height if last is None else min(height, last)
+    for top in range(max(0, first) // STRIP_ROWS * STRIP_ROWS, last, STRIP_ROWS):
+        bottom = min(height, top + STRIP_ROWS)
+        yield top, bottom, max(0, top - halo), min(height, bottom + halo)
 
 
 def _local_ssim_rows(image_a: torch.Tensor, image_b: torch.Tensor, window: int) -> torch.Tensor:
@@ -82,16 +90,16 @@ def _local_ssim_rows(image_a: torch.Tensor, image_b: torch.Tensor, window: int) 
     return numerator / ((mean_energy + c1) * (energy - mean_energy + c2))
 
 
-# Box sides are rounded up to this many pixels: oneDNN compiles a convolution kernel for each new input shape (tens of
-# ms, more than the convolution), so a bounded set of box shapes keeps a long build on compiled kernels.
-BOX_QUANTUM = 32
+# Column spans are rounded up to this many pixels: oneDNN compiles a convolution kernel for each new input shape (tens
+# of ms, more than the convolution), so a bounded set of strip shapes keeps a long build on compiled kernels.
+SPAN_QUANTUM = 32
 
 
 def _snapped_span(start: int, stop: int, length: int) -> slice:
-    """``[start, stop)`` clipped to ``[0, length)``, widened to a multiple of BOX_QUANTUM (or ``length``) and shifted
+    """``[start, stop)`` clipped to ``[0, length)``, widened to a multiple of SPAN_QUANTUM (or ``length``) and shifted
     back inside the image when the widening overruns its end."""
     start, stop = max(0, start), min(length, stop)
-    size = min(length, -(-(stop - start) // BOX_QUANTUM) * BOX_QUANTUM)
+    size = min(length, -(-(stop - start) // SPAN_QUANTUM) * SPAN_QUANTUM)
     start = min(start, length - size)
     return slice(start, start + size)
 
@@ -169,20 +177,23 @@ class PDMTargetBuilder:
         the pixels where the images differ (0 elsewhere; see the module docstring). ``changed``: (B, H, W) bool, where
         they differ, when the caller has it already (``raw`` reads it off the pixel term)."""
         out = image_syn.new_zeros(image_syn.shape[0], 1, *image_syn.shape[-2:])
-        reach = 2 * (self.ssim_window // 2)
+        (height, width), halo = image_syn.shape[-2:], self.ssim_window // 2
         if changed is None:
             changed = (image_syn != image_gt).any(dim=1)
         for index in range(image_syn.shape[0]):
             rows = changed[index].any(dim=1).nonzero()
             if rows.numel() == 0:
                 continue
-            cols = changed[index].any(dim=0).nonzero()
-            box = (
-                _snapped_span(int(rows[0]) - reach, int(rows[-1]) + 1 + reach, image_syn.shape[-2]),
-                _snapped_span(int(cols[0]) - reach, int(cols[-1]) + 1 + reach, image_syn.shape[-1]),
-            )
-            syn, gt = image_syn[index : index + 1, :, box[0], box[1]], image_gt[index : index + 1, :, box[0], box[1]]
-            out[index, :, box[0], box[1]] = (1 - local_ssim(syn, gt, self.ssim_window).mean(dim=1)).clamp(min=0)
+            for top, bottom, low, high in _strips(height, halo, int(rows[0]) - halo, int(rows[-1]) + 1 + halo):
+                cols = changed[index, low:high].any(dim=0).nonzero()  # changed columns the strip's windows see
+                if cols.numel() == 0:
+                    continue
+                span = _snapped_span(int(cols[0]) - 2 * halo, int(cols[-1]) + 1 + 2 * halo, width)
+                ssim = _local_ssim_rows(
+                    image_syn[index : index + 1, :, low:high, span], image_gt[index : index + 1, :, low:high, span],
+                    self.ssim_window,
+                )  # fmt: skip
+                out[index, :, top:bottom, span] = (1 - ssim[0, :, top - low : bottom - low].mean(dim=0)).clamp(min=0)
         return out
 
     def feature_term(
