@@ -8,9 +8,11 @@ the ViT-B shape) run on ``--device``. The SR model is excluded from these figure
 of the real size through ``DiffusersSR``). Each process runs with one torch thread and first synthesizes
 ``--warmup`` samples of other seeds, untimed: a build runs thousands of samples per process, so its steady state has
 warm allocator pools and oneDNN kernels compiled for the recurring convolution shapes; the first samples of a process
-do not. Target: >= 10 samples/s per core without models, >= 1.8x with 2 processes.
+do not. Each measurement runs ``--repeats`` times, 1 and 2 processes alternated, and the median is quoted: on a
+shared machine single runs of the same work vary by 20-40%. Target: >= 10 samples/s per core without models, >= 1.8x
+with 2 processes.
 
-    python benchmarks/bench_fgr.py [--samples 48] [--warmup 8] [--dino-samples 4] [--size 512]
+    python benchmarks/bench_fgr.py [--samples 48] [--warmup 8] [--repeats 3] [--dino-samples 4] [--size 512]
     python benchmarks/bench_fgr.py --device cuda --dino-models ViT-S,ViT-B --sd-x4-steps 20   # on a GPU machine
     python benchmarks/bench_fgr.py --mini     # FGR-mini build time and per-artifact-kind pdm_target contrast
 """
@@ -21,6 +23,7 @@ import argparse
 import multiprocessing
 import os
 import platform
+import statistics
 import time
 
 import torch
@@ -182,6 +185,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=48, help="Timed samples per run without models.")
     parser.add_argument("--dino-samples", type=int, default=4, help="Timed samples per run with a DINOv3.")
     parser.add_argument("--warmup", type=int, default=8, help="Untimed samples (other seeds) per process first.")
+    parser.add_argument("--repeats", type=int, default=3, help="Runs of each measurement (1, 2, 1, 2, ...); median.")
     parser.add_argument("--size", type=int, default=512, help="Crop side in pixels.")
     parser.add_argument("--device", default="cpu", help="Where the DINOv3 models (and the SD-x4 pipeline) run.")
     parser.add_argument(
@@ -211,16 +215,24 @@ def main() -> None:
         ("1-SSIM fallback (CPU)", None, args.samples),
         *((f"{name} DINOv3 ({args.device})", name, args.dino_samples) for name in dinos),
     ):
-        one, steps_one = run_processes(count, 1, args.size, dino, args.device, args.warmup)
-        two, _ = run_processes(count, 2, args.size, dino, args.device, args.warmup)
-        rows.append((label, count, one, two, steps_one))
+        ones, twos, steps = [], [], []
+        for _ in range(args.repeats):  # alternated, so a drift in the machine's speed hits both alike
+            one, steps_one = run_processes(count, 1, args.size, dino, args.device, args.warmup)
+            ones.append(one)
+            steps.append(steps_one)
+            twos.append(run_processes(count, 2, args.size, dino, args.device, args.warmup)[0])
+        steps_one = {key: statistics.median(run[key] for run in steps) for key in steps[0]}
+        rows.append((label, count, ones, twos, steps_one))
     print()
+    print(f"Median of {args.repeats} runs each (all runs in brackets):")
     print("| pdm feature term | samples | 1 process (samples/s) | 2 processes (samples/s) | 2 vs 1 |")
     print("|---|---|---|---|---|")
-    for label, count, one, two, _ in rows:
-        print(f"| {label} | {count} | {one:.2f} | {two:.2f} | {two / one:.2f}x |")
+    for label, count, ones, twos, _ in rows:
+        one, two = statistics.median(ones), statistics.median(twos)
+        runs_one, runs_two = ", ".join(f"{rate:.1f}" for rate in ones), ", ".join(f"{rate:.1f}" for rate in twos)
+        print(f"| {label} | {count} | {one:.2f} ({runs_one}) | {two:.2f} ({runs_two}) | {two / one:.2f}x |")
     print()
-    print("Per-step seconds per sample, 1 process:")
+    print("Per-step seconds per sample, 1 process (median of the runs):")
     print("| pdm feature term | " + " | ".join(rows[0][4]) + " |")
     print("|---|" + "---|" * len(rows[0][4]))
     for label, _, _, _, steps in rows:
