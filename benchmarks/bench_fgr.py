@@ -210,6 +210,10 @@ def main() -> None:
         f"torch {torch.__version__}, load average before the run {os.getloadavg()[0]:.1f}; "
         f"{args.warmup} warm-up samples per process"
     )
+    print()
+    print(f"Median of {args.repeats} runs each (all runs in brackets; each row printed as soon as it is measured):")
+    print("| pdm feature term | samples | 1 process (samples/s) | 2 processes (samples/s) | 2 vs 1 |")
+    print("|---|---|---|---|---|", flush=True)
     rows = []
     for label, dino, count in (
         ("1-SSIM fallback (CPU)", None, args.samples),
@@ -221,21 +225,16 @@ def main() -> None:
             ones.append(one)
             steps.append(steps_one)
             twos.append(run_processes(count, 2, args.size, dino, args.device, args.warmup)[0])
-        steps_one = {key: statistics.median(run[key] for run in steps) for key in steps[0]}
-        rows.append((label, count, ones, twos, steps_one))
-    print()
-    print(f"Median of {args.repeats} runs each (all runs in brackets):")
-    print("| pdm feature term | samples | 1 process (samples/s) | 2 processes (samples/s) | 2 vs 1 |")
-    print("|---|---|---|---|---|")
-    for label, count, ones, twos, _ in rows:
         one, two = statistics.median(ones), statistics.median(twos)
         runs_one, runs_two = ", ".join(f"{rate:.1f}" for rate in ones), ", ".join(f"{rate:.1f}" for rate in twos)
-        print(f"| {label} | {count} | {one:.2f} ({runs_one}) | {two:.2f} ({runs_two}) | {two / one:.2f}x |")
+        row = f"| {label} | {count} | {one:.2f} ({runs_one}) | {two:.2f} ({runs_two}) | {two / one:.2f}x |"
+        print(row, flush=True)
+        rows.append((label, {key: statistics.median(run[key] for run in steps) for key in steps[0]}))
     print()
     print("Per-step seconds per sample, 1 process (median of the runs):")
-    print("| pdm feature term | " + " | ".join(rows[0][4]) + " |")
-    print("|---|" + "---|" * len(rows[0][4]))
-    for label, _, _, _, steps in rows:
+    print("| pdm feature term | " + " | ".join(rows[0][1]) + " |")
+    print("|---|" + "---|" * len(rows[0][1]))
+    for label, steps in rows:
         print(f"| {label} | " + " | ".join(f"{value:.4f}" for value in steps.values()) + " |")
     print()
     print(f"SR models (reported separately), seconds per sample from {args.size // 4}^2 LR, 1 thread:")
