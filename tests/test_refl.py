@@ -240,7 +240,13 @@ def test_lrhr_dataset_crops_pairs_and_errors(skimage_photos, tmp_path):
         LRHRDataset([photo], resolution=30)
 
 
-def test_full_unet_fine_tuning_checkpoints_and_saves_the_unet(make_rm, skimage_photos, tmp_path):
+def test_full_unet_fine_tuning_checkpoints_and_saves_the_unet(make_rm, skimage_photos, tmp_path, monkeypatch):
+    import finpercep_hf.trainers.base as trainer_base
+
+    def no_hub_lookup(*args, **kwargs):
+        raise AssertionError("a run that does not push must not look for a model card on the Hub")
+
+    monkeypatch.setattr(trainer_base, "load_or_create_model_card", no_hub_lookup)
     torch.manual_seed(0)
     generator = SDUpscalerGenerator.from_pipeline(build_sd_upscaler_pipeline("tiny"))
     dataset = LRHRDataset(list(skimage_photos.values())[:2], resolution=32)
@@ -254,4 +260,6 @@ def test_full_unet_fine_tuning_checkpoints_and_saves_the_unet(make_rm, skimage_p
     assert (output_dir / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert not (output_dir / "pytorch_lora_weights.safetensors").exists()
     assert any(not torch.equal(a, b) for a, b in zip(before, generator.unet.parameters()))
-    assert "REFL" in (output_dir / "README.md").read_text()
+    card = (output_dir / "README.md").read_text()
+    assert "REFL fine-tuned UNet" in card and "library_name: diffusers" in card and "- finpercep" in card
+    assert 'subfolder="unet"' in card and "load_lora_weights" not in card and "- lora" not in card

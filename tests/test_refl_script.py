@@ -120,6 +120,7 @@ def test_two_process_run_checkpoints_resumes_and_writes_loadable_lora(make_rm, t
     assert [(step, value) for step, value in tags["scalars"]["curriculum/stage"] if value == 1.0] == [(3, 1.0)]
     card = (output_dir / "README.md").read_text()
     assert "refl" in card and str(tiny_rm1_dir) in card and "hacking_gap" in card
+    assert "- lora" in card and "REFL LoRA" in card and "load_lora_weights" in card
 
     # The final LoRA loads into the diffusers pipeline and changes its UNet.
     saved = load_file(output_dir / "pytorch_lora_weights.safetensors")

@@ -34,7 +34,8 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
-from diffusers.utils.hub_utils import load_or_create_model_card, populate_model_card
+from diffusers.utils.hub_utils import MODEL_CARD_TEMPLATE_PATH, load_or_create_model_card, populate_model_card
+from huggingface_hub import ModelCard, ModelCardData
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from transformers import TrainerCallback, TrainerControl, TrainerState
@@ -523,16 +524,28 @@ class GeneratorTrainer:
         """Markdown body of the model card: method, reward, usage, curriculum, last validation figures and panel."""
         method = self.method_name.upper()
         paper = f" ([paper]({self.paper_url}))" if self.paper_url else ""
+        base, repo = self.args.base_model or "<base model>", self.args.hub_model_id or self.output_dir.name
+        if self.args.use_lora:
+            usage = [
+                "from diffusers import StableDiffusionUpscalePipeline",
+                f'pipe = StableDiffusionUpscalePipeline.from_pretrained("{base}")',
+                f'pipe.load_lora_weights("{repo}")',
+            ]
+        else:
+            usage = [
+                "from diffusers import StableDiffusionUpscalePipeline, UNet2DConditionModel",
+                f'unet = UNet2DConditionModel.from_pretrained("{repo}", subfolder="unet")',
+                f'pipe = StableDiffusionUpscalePipeline.from_pretrained("{base}", unet=unet)',
+            ]
         lines = [
-            f"# {method} LoRA for an SR generator, rewarded by FinPercep-RM",
+            f"# {method} {'LoRA' if self.args.use_lora else 'fine-tuned UNet'} for an SR generator, "
+            "rewarded by FinPercep-RM",
             "",
             f"Trained with `finpercep_hf` {method}{paper} for {self.state.global_step} updates from "
             f"`{self.args.base_model or 'an SD-x4-upscaler checkpoint'}`; reward: `{self.reward.name}`.",
             "",
             "```python",
-            "from diffusers import StableDiffusionUpscalePipeline",
-            f'pipe = StableDiffusionUpscalePipeline.from_pretrained("{self.args.base_model or "<base model>"}")',
-            f'pipe.load_lora_weights("{self.args.hub_model_id or self.output_dir.name}")',
+            *usage,
             "```",
         ]
         lines += [f"\n{callback.describe()}" for callback in self.callbacks if hasattr(callback, "describe")]
@@ -546,13 +559,24 @@ class GeneratorTrainer:
         return "\n".join(lines)
 
     def save_model_card(self) -> Path:
-        card = load_or_create_model_card(
-            self.args.hub_model_id or self.output_dir.name,
-            from_training=True,
-            model_description=self.model_card_description(),
-            base_model=self.args.base_model,
-        )
-        card = populate_model_card(card, tags=["super-resolution", "lora", "diffusers", "finpercep", self.method_name])
+        """``output_dir/README.md`` from diffusers' training-card template. Only a run that pushes looks for a card
+        already in its Hub repo (to build on it); a local run makes no network call."""
+        if self.args.push_to_hub:
+            card = load_or_create_model_card(
+                self.args.hub_model_id or self.output_dir.name,
+                from_training=True,
+                model_description=self.model_card_description(),
+                base_model=self.args.base_model,
+            )
+        else:
+            card = ModelCard.from_template(
+                ModelCardData(library_name="diffusers", base_model=self.args.base_model),
+                template_path=MODEL_CARD_TEMPLATE_PATH,
+                model_description=self.model_card_description(),
+            )
+        tags = ["super-resolution", "diffusers", "finpercep", self.method_name]
+        tags += ["lora"] if self.args.use_lora else []
+        card = populate_model_card(card, tags=tags)
         path = self.output_dir / "README.md"
         card.save(str(path))
         return path
