@@ -1,8 +1,26 @@
 """Helpers shared by the generator-RL tests."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "training_scripts"
 
 
 def brightness(images: torch.Tensor) -> torch.Tensor:
     """Toy reward: mean brightness, (B, 3, H, W) in [0, 1] -> (B,)."""
     return images.mean(dim=(1, 2, 3))
+
+
+def launch(script: str, arguments: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``accelerate launch --num_processes 2 --cpu training_scripts/<script> ...`` offline; asserts it succeeded."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPTS / script),
+               *arguments]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result

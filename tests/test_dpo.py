@@ -1,10 +1,7 @@
 """Diffusion-DPO: the losses against hand-computed values, pair forming, and the DPO trainer on a tiny generator."""
 
 import math
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +13,7 @@ from finpercep_hf.images import pil_to_tensor, tensor_to_pil
 from finpercep_hf.trainers import DPOConfig, DPOTrainer, LRHRDataset
 from finpercep_hf.trainers.dpo import PreferencePairDataset
 from finpercep_hf.trainers.preference import diffusion_dpo_loss, form_preference_pairs
-from rl_helpers import brightness
+from rl_helpers import SCRIPTS, brightness, launch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -248,32 +245,6 @@ def test_offline_dpo_trains_on_the_dataset_pairs(skimage_photos, tmp_path):
     assert lora_b_gradients_nonzero(trainer)
     with pytest.raises(ValueError, match="image_chosen"):
         trainer.compute_loss({"image_lr": batch["image_lr"]})
-
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "training_scripts"
-
-
-def launch(script: str, arguments: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        "2",
-        "--cpu",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(SCRIPTS / script),
-        *arguments,
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result
 
 
 @pytest.mark.parametrize(

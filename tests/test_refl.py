@@ -51,11 +51,8 @@ def fixed_batch_loss(trainer, batch):
 def test_refl_config_defaults_and_validation():
     config = REFLConfig()
     assert (config.num_inference_steps, config.min_stop_step, config.reward_offset, config.grad_scale) == (
-        40,
-        30,
-        2.0,
-        1e-3,
-    )
+        40, 30, 2.0, 1e-3,
+    )  # fmt: skip
     assert (config.learning_rate, config.train_batch_size, config.gradient_accumulation_steps) == (1e-5, 2, 4)
     with pytest.raises(ValueError, match="min_stop_step"):
         REFLConfig(min_stop_step=40)
@@ -217,11 +214,8 @@ def test_lrhr_dataset_crops_pairs_and_errors(skimage_photos, tmp_path):
     photo = skimage_photos["chelsea"]
     item = LRHRDataset([photo], resolution=64, random_crop=False)[0]
     assert item["image_gt"].shape == (3, 64, 64) and item["image_lr"].shape == (3, 16, 16)
-    expected_lr = pil_to_tensor(
-        Image.fromarray((item["image_gt"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).resize(
-            (16, 16), Image.BICUBIC
-        )
-    )
+    gt_pixels = (item["image_gt"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    expected_lr = pil_to_tensor(Image.fromarray(gt_pixels).resize((16, 16), Image.BICUBIC))
     torch.testing.assert_close(item["image_lr"], expected_lr)
 
     (tmp_path / "gt").mkdir()

@@ -1,7 +1,5 @@
 """`accelerate launch --num_processes 2 --cpu training_scripts/train_refl.py`: train, checkpoint, resume, load LoRA."""
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,31 +10,7 @@ from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from finpercep_hf.generators import save_tiny_sd_upscaler
-
-SCRIPT = Path(__file__).resolve().parents[1] / "training_scripts" / "train_refl.py"
-
-
-def launch(arguments: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        "2",
-        "--cpu",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(SCRIPT),
-        *arguments,
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result
+from rl_helpers import SCRIPTS, launch
 
 
 def tensorboard_tags(log_dir: Path) -> dict[str, list]:
@@ -60,49 +34,19 @@ def test_two_process_run_checkpoints_resumes_and_writes_loadable_lora(make_rm, t
         photo.save(hr_dir / f"{name}.png")
     output_dir = tmp_path / "refl"
     common = [
-        "--pretrained_model_name_or_path",
-        str(upscaler),
-        "--train_data_dir",
-        str(hr_dir),
-        "--resolution",
-        "32",
-        "--reward_schedule",
-        f"0:{rm0},3:{tiny_rm1_dir}",
-        "--reward",
-        "finpercep",
-        "--use_lora",
-        "--rank",
-        "4",
-        "--output_dir",
-        str(output_dir),
-        "--checkpointing_steps",
-        "2",
-        "--checkpoints_total_limit",
-        "1",
-        "--validation_steps",
-        "2",
-        "--num_validation_images",
-        "2",
-        "--validation_inference_steps",
-        "2",
-        "--num_inference_steps",
-        "2",
-        "--min_stop_step",
-        "1",
-        "--train_batch_size",
-        "1",
-        "--gradient_accumulation_steps",
-        "1",
-        "--learning_rate",
-        "1e-2",
-        "--report_to",
-        "tensorboard",
-    ]
+        "--pretrained_model_name_or_path", str(upscaler), "--train_data_dir", str(hr_dir), "--resolution", "32",
+        "--reward_schedule", f"0:{rm0},3:{tiny_rm1_dir}", "--reward", "finpercep", "--use_lora", "--rank", "4",
+        "--output_dir", str(output_dir), "--checkpointing_steps", "2", "--checkpoints_total_limit", "1",
+        "--validation_steps", "2", "--num_validation_images", "2", "--validation_inference_steps", "2",
+        "--num_inference_steps", "2", "--min_stop_step", "1", "--train_batch_size", "1",
+        "--gradient_accumulation_steps", "1", "--learning_rate", "1e-2", "--report_to", "tensorboard",
+    ]  # fmt: skip
 
-    launch([*common, "--max_train_steps", "2"], cwd=tmp_path)
+    launch("train_refl.py", [*common, "--max_train_steps", "2"], cwd=tmp_path)
     assert (output_dir / "checkpoint-2" / "pytorch_lora_weights.safetensors").is_file()
     assert not (output_dir / "checkpoint-2" / "model.safetensors").exists()  # LoRA only, not the frozen UNet
-    resumed = launch([*common, "--max_train_steps", "4", "--resume_from_checkpoint", "latest"], cwd=tmp_path)
+    resume = ["--max_train_steps", "4", "--resume_from_checkpoint", "latest"]
+    resumed = launch("train_refl.py", [*common, *resume], cwd=tmp_path)
     assert "Resumed from" in resumed.stdout + resumed.stderr and "checkpoint-2 at step 2" in resumed.stdout
 
     # Checkpoints: atomic (no .tmp left), pruned to the limit, with the trainer and curriculum state.
@@ -139,7 +83,7 @@ def test_two_process_run_checkpoints_resumes_and_writes_loadable_lora(make_rm, t
 
 @pytest.mark.parametrize("flag", [["--dataset", "x", "--train_data_dir", "y"], ["--degradation", "sinc"]])
 def test_script_rejects_bad_data_flags(flag, tmp_path):
-    sys.path.insert(0, str(SCRIPT.parent))
+    sys.path.insert(0, str(SCRIPTS))
     try:
         import train_refl
     finally:
@@ -157,7 +101,7 @@ def test_script_rejects_bad_data_flags(flag, tmp_path):
 def test_script_data_sources_dataset_and_skimage_fallback(skimage_photos, tmp_path):
     from datasets import Dataset, Features, Image, Value
 
-    sys.path.insert(0, str(SCRIPT.parent))
+    sys.path.insert(0, str(SCRIPTS))
     try:
         import train_refl
     finally:
