@@ -109,3 +109,26 @@ def test_evaluate_reports_bad_input_and_missing_weights(sr_hr_dirs, capsys):
     Image.open(sr_hr_dirs / "hr" / "coffee.png").resize((32, 24)).save(sr_hr_dirs / "blur" / "coffee.png")
     assert main(["evaluate", "--sr", sr, "--hr", hr, "--metrics", "ssim", "--out", out]) == 2
     assert "coffee.png is 32x24 but its HR image" in capsys.readouterr().err
+
+
+def test_crop_border_shaves_psnr_and_ssim_only(sr_hr_dirs, tiny_rm1_dir, capsys):
+    """--crop-border 4: PSNR/SSIM on the image without its 4-pixel frame, the RM score on the whole image."""
+    common = ["evaluate", "--sr", str(sr_hr_dirs / "noise"), "--hr", str(sr_hr_dirs / "hr"),
+              "--metrics", "psnr,ssim,finpercep", "--rm", str(tiny_rm1_dir)]  # fmt: skip
+    rows = {}
+    for border in (0, 4):
+        out = sr_hr_dirs / f"border-{border}"
+        assert main([*common, "--crop-border", str(border), "--out", str(out)]) == 0
+        with (out / "per_image.csv").open() as handle:
+            rows[border] = list(csv.DictReader(handle))
+    for whole, cropped in zip(rows[0], rows[4]):
+        sr = np.asarray(load_image(sr_hr_dirs / "noise" / f"{whole['image']}.jpg"), dtype=np.float64)[4:-4, 4:-4]
+        hr = np.asarray(load_image(sr_hr_dirs / "hr" / f"{whole['image']}.png"), dtype=np.float64)[4:-4, 4:-4]
+        expected = 10 * np.log10(1 / np.mean((sr / 255 - hr / 255) ** 2))
+        assert float(cropped["psnr"]) == pytest.approx(expected, abs=1e-3)
+        assert float(cropped["psnr"]) != pytest.approx(float(whole["psnr"]), abs=1e-3)
+        assert float(cropped["ssim"]) != pytest.approx(float(whole["ssim"]), abs=1e-5)
+        assert float(cropped["finpercep"]) == pytest.approx(float(whole["finpercep"]), abs=1e-6)
+    capsys.readouterr()
+    assert main([*common, "--crop-border", "24", "--out", str(sr_hr_dirs / "too-much")]) == 2
+    assert "crop_border 24 leaves nothing of" in capsys.readouterr().err

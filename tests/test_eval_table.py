@@ -1,4 +1,5 @@
-"""Paper-layout tables from fixed numbers: Markdown layout, bold best per direction, CSV round trip."""
+"""Paper-layout tables from fixed numbers: Markdown layout, bold best and italic second best per direction, CSV
+round trip."""
 
 import pytest
 
@@ -22,15 +23,15 @@ RESULTS = [
 ]
 
 
-def test_markdown_layout_and_bold_best_by_direction():
+def test_markdown_layout_bold_best_and_italic_second_by_direction():
     markdown = results_to_markdown(RESULTS, lower_better={"my_metric": True})
     assert markdown.splitlines() == [
         "| Datasets | Metrics | Baseline | w/ IQA | w/ Ours |",
         "|---|---|---:|---:|---:|",
-        "| DrealSR | LPIPS ↓ | 0.365 | 0.378 | **0.342** |",
-        "|  | MUSIQ ↑ | 64.950 | 63.456 | **67.823** |",
-        "| RealLQ250 | MUSIQ ↑ | 71.832 | – | **73.456** |",
-        "|  | CLIP-IQA ↑ | 0.578 | 0.578 | **0.586** |",
+        "| DrealSR | LPIPS ↓ | _0.365_ | 0.378 | **0.342** |",
+        "|  | MUSIQ ↑ | _64.950_ | 63.456 | **67.823** |",
+        "| RealLQ250 | MUSIQ ↑ | 71.832 | – | **73.456** |",  # two values: no second best
+        "|  | CLIP-IQA ↑ | _0.578_ | _0.578_ | **0.586** |",  # 0.5781 and 0.5779 tie at the shown precision
         "|  | my_metric ↓ | – | 2.000 | **1.000** |",
     ]
 

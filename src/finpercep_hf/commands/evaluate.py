@@ -94,6 +94,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--include", action="append", type=Path, default=[], help="metrics.csv of an earlier call.")
     parser.add_argument("--precision", type=int, default=3, help="Decimals shown in table.md.")
+    parser.add_argument(
+        "--crop-border",
+        type=int,
+        default=0,
+        help="Pixels shaved off each side before PSNR/SSIM (BasicSR's crop_border; 4 for x4 SR). Default 0.",
+    )
     parser.add_argument("--device", default="cpu", help="Torch device for the metrics, e.g. cpu or cuda.")
     parser.add_argument("--out", type=Path, required=True, help="Output directory.")
     parser.set_defaults(func=run)
@@ -238,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for name, pairs in pairs_by_run.items():
             print(f"{name}: {len(pairs)} images", file=sys.stderr)
-            rows_by_run[name] = evaluate_pairs(pairs, metrics)
+            rows_by_run[name] = evaluate_pairs(pairs, metrics, crop_border=args.crop_border)
             results.extend(summarize(rows_by_run[name], dataset, name))
     except (FinPercepImageError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..images import FinPercepImageError, list_images, load_image, pil_to_tensor
-from .metrics import FinPercepMetric
+from .metrics import FinPercepMetric, FinPercepReferenceMetric
 from .table import FinPercepResult
 
 # How many unmatched names an error message lists before "... and N more".
@@ -69,12 +69,19 @@ def pair_images(sr_dir: str | os.PathLike, hr_dir: str | os.PathLike | None = No
 
 
 def evaluate_pairs(
-    pairs: list[FinPercepImagePair], metrics: Mapping[str, FinPercepMetric], progress: bool = True
+    pairs: list[FinPercepImagePair],
+    metrics: Mapping[str, FinPercepMetric],
+    progress: bool = True,
+    crop_border: int = 0,
 ) -> list[dict[str, float | str]]:
     """Score every pair with every metric, one image at a time; returns ``[{"image": key, name: score, ...}]``.
 
     Reference metrics need every pair to have an HR image; an SR/HR size mismatch is an error naming both files.
+    ``crop_border`` pixels are shaved off every side before PSNR and SSIM (BasicSR's ``crop_border``; SR papers
+    use the scale, 4); the other metrics see the whole image.
     """
+    if crop_border < 0:
+        raise ValueError(f"crop_border must be >= 0, got {crop_border}.")
     needs_reference = [name for name, metric in metrics.items() if metric.spec.needs_reference]
     if needs_reference and any(pair.image_hr is None for pair in pairs):
         raise ValueError(f"full-reference metrics {', '.join(needs_reference)} need HR images (--hr DIR).")
@@ -91,7 +98,13 @@ def evaluate_pairs(
         tensor_hr = pil_to_tensor(image_hr).unsqueeze(0) if image_hr is not None else None
         row: dict[str, float | str] = {"image": pair.key}
         for name, metric in metrics.items():
-            row[name] = metric(tensor_sr, tensor_hr).item()
+            if crop_border and isinstance(metric, FinPercepReferenceMetric):
+                if 2 * crop_border >= min(tensor_sr.shape[-2:]):
+                    raise ValueError(f"crop_border {crop_border} leaves nothing of {pair.image_sr}.")
+                shave = (..., slice(crop_border, -crop_border), slice(crop_border, -crop_border))
+                row[name] = metric(tensor_sr[shave], tensor_hr[shave]).item()
+            else:
+                row[name] = metric(tensor_sr, tensor_hr).item()
         rows.append(row)
     return rows
 

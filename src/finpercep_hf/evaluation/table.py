@@ -1,5 +1,6 @@
 """Result tables in the layout of the paper's Table 1: one row per (dataset, metric), one column per run (e.g.
-"Baseline", "w/ IQA", "w/ Ours"), the best value of each row in bold (direction from the metric registry).
+"Baseline", "w/ IQA", "w/ Ours"), the best value of each row in bold and the second best in italics (direction from
+the metric registry).
 
 Results are flat [`FinPercepResult`] records; `write_results_csv` / `read_results_csv` round-trip them through
 a wide CSV (``dataset,metric,<run 1>,<run 2>,...``; metric = registry name), so tables from separate
@@ -104,8 +105,8 @@ def results_to_markdown(
 
     Rows are grouped by dataset (its name on the group's first row), metrics are labelled with their direction
     (``LPIPS ↓``), missing values show as "–", and in each row with at least two values the best value (and any
-    value equal to it at the shown precision) is bold. ``lower_better`` gives the direction of metrics that are
-    not in the registry.
+    value equal to it at the shown precision) is bold; with three or more, the second best is in italics (the
+    paper's red and blue). ``lower_better`` gives the direction of metrics that are not in the registry.
     """
     runs, rows, values = _grid(results)
     lines = ["| Datasets | Metrics | " + " | ".join(runs) + " |", "|---|---|" + "---:|" * len(runs)]
@@ -114,14 +115,13 @@ def results_to_markdown(
         lower = _is_lower_better(metric, lower_better)
         row_values = [values.get((dataset, metric, run), math.nan) for run in runs]
         present = [value for value in row_values if not math.isnan(value)]
-        best = (min(present) if lower else max(present)) if len(present) >= 2 else None
+        shown = sorted({f"{value:.{precision}f}" for value in present}, key=float, reverse=not lower)
+        best = shown[0] if len(present) >= 2 else None
+        second = shown[1] if len(present) >= 3 and len(shown) >= 2 else None
         cells = []
         for value in row_values:
-            if math.isnan(value):
-                cells.append(MISSING_CELL)
-            else:
-                text = f"{value:.{precision}f}"
-                cells.append(f"**{text}**" if best is not None and f"{best:.{precision}f}" == text else text)
+            text = MISSING_CELL if math.isnan(value) else f"{value:.{precision}f}"
+            cells.append(f"**{text}**" if text == best else f"_{text}_" if text == second else text)
         shown_dataset = dataset if dataset != previous_dataset else ""
         previous_dataset = dataset
         lines.append(f"| {shown_dataset} | {_label(metric, lower)} | " + " | ".join(cells) + " |")
