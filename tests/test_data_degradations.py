@@ -126,3 +126,15 @@ def test_smooth_fft_size_is_the_next_2_3_5_smooth_number():
         assert size >= length and is_smooth(size)
         assert not any(is_smooth(candidate) for candidate in range(length, size))
     assert smooth_fft_size(524) == 540 and smooth_fft_size(512) == 512
+
+
+def test_poisson_levels_count_distinct_codes_like_torch_unique():
+    from finpercep_hf.data.degradations import poisson_levels
+
+    generator = torch.Generator().manual_seed(0)
+    for distinct in (1, 2, 3, 5, 64, 65, 200, 256):
+        codes = torch.randperm(256, generator=generator)[:distinct].float()
+        image = codes[torch.randint(0, distinct, (3, 40, 50), generator=generator)]
+        image.view(-1)[:distinct] = codes  # every chosen code present
+        expected = 2 ** math.ceil(math.log2(max(2, torch.unique(image).numel())))
+        assert poisson_levels(image) == expected

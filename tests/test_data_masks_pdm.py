@@ -178,6 +178,9 @@ def test_target_in_unit_range_and_higher_inside_the_mask(swap_triplet, tiny_dino
     image_gt, _, mask, image_syn = swap_triplet
     builder = PDMTargetBuilder(tiny_dino_dir if use_dino else None, alpha=0.5)
     raw = builder.raw(image_syn, image_gt)
+    if not use_dino:  # raw() reads the changed pixels off the pixel term; same map as finding them itself
+        expected = 0.5 * builder.pixel_term(image_syn, image_gt) + 0.5 * builder.ssim_distance(image_syn, image_gt)
+        torch.testing.assert_close(raw, expected, rtol=0, atol=0)
     scale = builder.estimate_scale([raw], percentile=99.0)
     assert scale == pytest.approx(float(np.percentile(raw.numpy(), 99.0)), rel=1e-6)
     target = builder(image_syn, image_gt)
@@ -202,7 +205,7 @@ def test_local_ssim_matches_kornia_in_float64(skimage_photos, height):
     assert torch.allclose(local_ssim(image_a, image_a), torch.ones_like(image_a), atol=1e-4)
 
 
-def test_ssim_box_spans_are_snapped_inside_the_image():
+def test_ssim_column_spans_are_snapped_inside_the_image():
     from finpercep_hf.data.pdm_targets import SPAN_QUANTUM, _snapped_span
 
     for start, stop, length in [
@@ -222,7 +225,7 @@ def test_ssim_box_spans_are_snapped_inside_the_image():
 
 
 @pytest.mark.parametrize("placement", ["inside", "corner", "whole", "none", "two"])
-def test_ssim_distance_on_the_changed_box_equals_whole_image_ssim(skimage_photos, placement):
+def test_ssim_distance_on_changed_strips_equals_whole_image_ssim(skimage_photos, placement):
     """The fallback runs SSIM only around the changed pixels; the map must equal SSIM on the whole image."""
     from finpercep_hf.data.pdm_targets import local_ssim
 

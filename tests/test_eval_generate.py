@@ -38,25 +38,16 @@ def direct_sr(generator, lr_path) -> np.ndarray:
     return np.asarray(tensor_to_pil(sample.images[0]))
 
 
+def evaluate_generator_args(generator: str, lr_hr_dirs, out) -> list[str]:
+    """``finpercep evaluate`` arguments: super-resolve ``lr/`` with ``generator``, score PSNR against ``hr/``."""
+    return ["evaluate", "--generator", generator, "--lr", str(lr_hr_dirs / "lr"), "--hr", str(lr_hr_dirs / "hr"),
+            "--metrics", "psnr", "--num-inference-steps", str(STEPS), "--pad-multiple", "4",
+            "--out", str(out)]  # fmt: skip
+
+
 def test_generator_outputs_are_written_and_evaluated(tiny_upscaler, lr_hr_dirs):
     out = lr_hr_dirs / "out"
-    args = [
-        "evaluate",
-        "--generator",
-        f"x4={tiny_upscaler}",
-        "--lr",
-        str(lr_hr_dirs / "lr"),
-        "--hr",
-        str(lr_hr_dirs / "hr"),
-        "--metrics",
-        "psnr",
-        "--num-inference-steps",
-        str(STEPS),
-        "--pad-multiple",
-        "4",
-        "--out",
-        str(out),
-    ]
+    args = evaluate_generator_args(f"x4={tiny_upscaler}", lr_hr_dirs, out)
     assert main(args) == 0
     generator = SDUpscalerGenerator.from_pretrained(str(tiny_upscaler), num_inference_steps=STEPS)
     with (out / "per_image.csv").open() as handle:
@@ -81,23 +72,7 @@ def test_lora_run_needs_its_base_model_and_changes_the_outputs(tiny_upscaler, lr
     trained.save_lora_weights(run_dir)
 
     out = lr_hr_dirs / "out"
-    common = [
-        "evaluate",
-        "--generator",
-        str(run_dir),
-        "--lr",
-        str(lr_hr_dirs / "lr"),
-        "--metrics",
-        "psnr",
-        "--hr",
-        str(lr_hr_dirs / "hr"),
-        "--num-inference-steps",
-        str(STEPS),
-        "--pad-multiple",
-        "4",
-        "--out",
-        str(out),
-    ]
+    common = evaluate_generator_args(str(run_dir), lr_hr_dirs, out)
     assert main(common) == 1
     assert "names no base pipeline: pass --base-model" in capsys.readouterr().err
     assert main([*common, "--base-model", str(tiny_upscaler)]) == 0

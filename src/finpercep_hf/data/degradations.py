@@ -234,6 +234,14 @@ def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
     return torch.stack([decode_jpeg(code) for code in codes]).to(image.dtype).div_(255.0)
 
 
+def poisson_levels(codes: torch.Tensor) -> int:
+    """Real-ESRGAN's Poisson resolution ``2 ** ceil(log2(number of distinct values))`` (at least 2) of an image of
+    8-bit codes (any shape, float values in 0-255). A histogram counts them without the sort that ``torch.unique``
+    needs (10 ms at 512x512)."""
+    distinct = int(torch.count_nonzero(torch.bincount(codes.flatten().long(), minlength=256)))
+    return 2 ** math.ceil(math.log2(max(2, distinct)))
+
+
 def _add_noise(
     image: torch.Tensor,
     generator: torch.Generator,
@@ -253,10 +261,7 @@ def _add_noise(
         base = kornia.color.rgb_to_grayscale(image) if gray else image
         codes = base.clamp(0, 1).mul(255).round()
         base = codes / 255.0
-        # Real-ESRGAN's 2 ** ceil(log2(number of distinct values)); a histogram of the 8-bit codes counts them
-        # without the sort that torch.unique needs (10 ms at 512x512).
-        distinct = int(torch.count_nonzero(torch.bincount(codes.flatten().long(), minlength=256)))
-        levels = 2 ** math.ceil(math.log2(max(2, distinct)))
+        levels = poisson_levels(codes)
         noise = (torch.poisson(base * levels, generator=generator) / levels - base) * scale
     return (image + noise).clamp(0, 1)
 
