@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPVisionModel
+from transformers.utils.output_capturing import maybe_install_capturing_hooks
 
 from .configuration_finpercep import FinPercepConfig
 
@@ -30,6 +31,9 @@ class FinPercepCLIPIQAEncoder(nn.Module):
         self.config = config
         vision_config = config.vision_config
         self.vision_model = CLIPVisionModel._from_config(vision_config)
+        # The hooks that collect hidden states are otherwise installed at the first call, which `torch.compile`
+        # cannot trace (fullgraph=True would fail on a model that never ran eagerly).
+        maybe_install_capturing_hooks(self.vision_model)
         self.visual_projection = nn.Linear(vision_config.hidden_size, config.projection_dim, bias=False)
         num_pairs = len(config.prompt_pairs)
         # (num_pairs, 2, projection_dim): L2-normalised text embeddings of [positive, negative] prompts.
