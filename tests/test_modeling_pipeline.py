@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import pipeline
 
-from finpercep_hf import FinPercepImageProcessor, FinPercepPipeline, FinPercepRewardModel
+from finpercep_hf import FinPercepImageProcessor, FinPercepPipeline
 from finpercep_hf.images import FinPercepImageError
 
 
