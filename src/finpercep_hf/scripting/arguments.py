@@ -11,7 +11,7 @@ import dataclasses
 import sys
 import types
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -74,20 +74,28 @@ def _as_list_type(annotation: Any) -> Any:
 
 
 def argument_view(
-    config_class: type, exclude: Sequence[str] = (), defaults: dict[str, Any] | None = None, name: str | None = None
+    config_class: type,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    defaults: dict[str, Any] | None = None,
+    help_notes: dict[str, str] | None = None,
 ) -> type:
     """A dataclass with the fields of ``config_class`` (names, help, defaults) that `HfArgumentParser` can read.
 
-    Tuple fields become lists (``--area_fractions 0.1 0.2``); fields named in ``exclude`` (nested configs) are left
-    out; ``defaults`` replaces defaults of the view only (e.g. ``None`` = "not given", so a preset fills them).
-    Build the config with ``config_class(**view_values)``.
+    Tuple fields become lists (``--area_fractions 0.1 0.2``); only the fields in ``include`` (default: all) and not
+    in ``exclude`` (nested configs) are kept; ``defaults`` replaces defaults of the view only (e.g. ``None`` = "not
+    given", so that a preset fills them); ``help_notes`` are appended to a field's help. Build the config with
+    ``config_class(**view_values)``.
     """
     hints = typing.get_type_hints(config_class)
-    defaults = defaults or {}
+    defaults, help_notes = defaults or {}, help_notes or {}
     view_fields = []
     for item in dataclasses.fields(config_class):
-        if not item.init or item.name in exclude:
+        if not item.init or item.name in exclude or (include is not None and item.name not in include):
             continue
+        metadata = dict(item.metadata)
+        if item.name in help_notes:
+            metadata["help"] = f"{metadata.get('help', '')} {help_notes[item.name]}".strip()
         annotation = _as_list_type(hints[item.name])
         if item.name in defaults:
             default = defaults[item.name]
@@ -100,13 +108,28 @@ def argument_view(
         if isinstance(default, tuple):
             default = list(default)
         if isinstance(default, list):
-            spec = dataclasses.field(default_factory=lambda value=default: list(value), metadata=dict(item.metadata))
+            spec = dataclasses.field(default_factory=lambda value=default: list(value), metadata=metadata)
         elif default is dataclasses.MISSING:
-            spec = dataclasses.field(metadata=dict(item.metadata))
+            spec = dataclasses.field(metadata=metadata)
         else:
-            spec = dataclasses.field(default=default, metadata=dict(item.metadata))
+            spec = dataclasses.field(default=default, metadata=metadata)
         view_fields.append((item.name, annotation, spec))
-    return dataclasses.make_dataclass(name or f"{config_class.__name__}Arguments", view_fields)
+    return dataclasses.make_dataclass(f"{config_class.__name__}Arguments", view_fields)
+
+
+def config_from_view(config_class: type, values: Any, factory: Callable[..., Any] | None = None) -> Any:
+    """``config_class`` built (by ``factory``, default the class; e.g. a preset classmethod) from an `argument_view`
+    instance or dict: lists of tuple fields become tuples again, ``None`` values are left out (the config's default
+    or preset applies)."""
+    hints = typing.get_type_hints(config_class)
+    values = values if isinstance(values, dict) else dataclasses.asdict(values)
+    kwargs = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        is_tuple = tuple in (typing.get_origin(hints[name]), *map(typing.get_origin, typing.get_args(hints[name])))
+        kwargs[name] = tuple(value) if is_tuple and isinstance(value, list) else value
+    return (factory or config_class)(**kwargs)
 
 
 __all__ = [
@@ -116,6 +139,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_OUTPUT_ERROR",
     "argument_view",
+    "config_from_view",
     "dataclasses_from_namespace",
     "exit_on_bad_input",
     "parse_arguments",
