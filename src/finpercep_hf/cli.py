@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return module.run(*arguments)
+    try:
+        return module.run(*arguments)
+    except SystemExit as exit_:  # `output_errors_exit` and friends: the code is the return value, as for `run`
+        return exit_.code
 
 
 if __name__ == "__main__":
