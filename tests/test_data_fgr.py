@@ -147,7 +147,7 @@ def test_corrupt_source_is_skipped_with_a_warning(tmp_path, skimage_photos, capl
     skimage_photos["astronaut"].save(photos / "a.png")
     (photos / "b.png").write_bytes(b"not a png at all")
     config = tiny_config(images=[str(photos)], num_samples=6)
-    with caplog.at_level("WARNING", logger="finpercep_hf.data.fgr"):
+    with caplog.at_level("WARNING", logger="finpercep_hf.data.fgr.synthesis"):
         path = build_fgr(config, tmp_path / "fgr", progress=False)
     rows = datasets.load_dataset(str(path), split="train")
     assert list(rows["sample_index"]) == [0, 2, 4]  # the odd samples come from b.png
