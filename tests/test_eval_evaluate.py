@@ -103,7 +103,7 @@ def test_evaluate_reports_bad_input_and_missing_weights(sr_gt_dirs, capsys):
     assert main(["evaluate", "--sr", sr, "--gt", gt, "--metrics", "fid", "--out", out]) == 2
     assert "unknown metric 'fid'" in capsys.readouterr().err
     weights = sr_gt_dirs / "empty-weights"
-    assert main(["evaluate", "--sr", sr, "--gt", gt, "--weights-dir", str(weights), "--out", out]) == 1
+    assert main(["evaluate", "--sr", sr, "--gt", gt, "--weights_dir", str(weights), "--out", out]) == 1
     missing = capsys.readouterr().err
     assert f"{weights}/pyiqa/LPIPS_v0.1_alex-df73285e.pth" in missing and f"{weights}/clip/ViT-B-32.pt" in missing
     Image.open(sr_gt_dirs / "gt" / "coffee.png").resize((32, 24)).save(sr_gt_dirs / "blur" / "coffee.png")
