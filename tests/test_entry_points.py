@@ -59,3 +59,16 @@ def test_parse_arguments_turns_a_validation_error_into_exit_2(capsys):
         parse_arguments((FinPercepProbeConfig,), ["--max_side", "8"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == "error: max_side must be >= 32, batch_size >= 1 and overlay_images >= 0."
+
+
+def test_quickstart_flags_are_quickstart_config_fields():
+    from finpercep_hf.cli import build_parser
+    from finpercep_hf.commands import quickstart
+    from finpercep_hf.quickstart import QuickstartConfig
+    from finpercep_hf.scripting import dataclasses_from_namespace
+
+    namespace = build_parser().parse_args(["quickstart", "--train_samples", "8", "--stage-steps", "0,1,1,1"])
+    args, values = dataclasses_from_namespace(namespace, quickstart.ARGUMENTS)
+    config = config_from_view(QuickstartConfig, values)
+    assert config.train_samples == 8 and config.stage_steps == "0,1,1,1" and str(args.out) == "runs/quickstart"
+    assert config.seed == QuickstartConfig().seed
