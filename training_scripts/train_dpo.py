@@ -5,7 +5,7 @@ accelerate launch training_scripts/train_dpo.py \
   --pretrained_model_name_or_path stabilityai/stable-diffusion-x4-upscaler \
   --train_data_dir ./hr_photos \
   --reward_schedule "0:runs/rm/finpercep-rm-stage0,500:runs/rm/finpercep-rm-stage1,1000:runs/rm/finpercep-rm-stage3" \
-  --num_candidates 4 --beta_dpo 2500 --loss_type sigmoid --output_dir runs/dpo \
+  --num_samples_per_image 4 --beta_dpo 2500 --loss_type sigmoid --output_dir runs/dpo \
   --checkpointing_steps 100 --resume_from_checkpoint latest --validation_steps 100 --report_to tensorboard
 ```
 
@@ -13,8 +13,8 @@ Offline mode trains on pre-ranked pairs of a dataset instead of ranking sampled 
 (SYN preferred over SR): ``--preference_source offline --dataset ./fgr --chosen_column image_syn
 --rejected_column image_sr`` (LR = the bicubic downsampling of ``--image_column``).
 
-Every `DPOConfig` field is a flag; the data, generator and reward flags are those of ``train_refl.py``. All the
-logic lives in `finpercep_hf.trainers`.
+Every `DiffusionDPOConfig` field is a flag; the data, generator and reward flags are those of ``train_refl.py``. All
+the logic lives in `finpercep_hf.trainers`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from torch.utils.data import Dataset as TorchDataset
 from train_refl import ScriptArguments, build_datasets, load_train_split, run_generator_training
 from transformers import HfArgumentParser
 
-from finpercep_hf.trainers import DPOConfig, DPOTrainer
-from finpercep_hf.trainers.dpo import PreferencePairDataset
+from finpercep_hf.data import PreferencePairDataset
+from finpercep_hf.trainers import DiffusionDPOConfig, DiffusionDPOTrainer
 
 
 @dataclass
@@ -55,10 +55,10 @@ def build_preference_datasets(
 
 
 def main() -> None:
-    script_args, config = HfArgumentParser((DPOScriptArguments, DPOConfig)).parse_args_into_dataclasses()
+    script_args, config = HfArgumentParser((DPOScriptArguments, DiffusionDPOConfig)).parse_args_into_dataclasses()
     # Prepare dataset
     train_dataset, eval_dataset = build_preference_datasets(script_args, config.preference_source)
-    run_generator_training(DPOTrainer, script_args, config, train_dataset, eval_dataset)
+    run_generator_training(DiffusionDPOTrainer, script_args, config, train_dataset, eval_dataset)
 
 
 if __name__ == "__main__":

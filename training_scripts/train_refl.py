@@ -24,9 +24,10 @@ from torch.utils.data import Dataset as TorchDataset
 from transformers import HfArgumentParser
 
 from finpercep_hf.curriculum import CCLRewardCallback, CCLSchedule
+from finpercep_hf.data import LRHRDataset
 from finpercep_hf.generators import SDUpscalerGenerator
 from finpercep_hf.rewards import REWARD_TYPES, as_reward_function
-from finpercep_hf.trainers import GeneratorTrainer, GeneratorTrainerConfig, LRHRDataset, REFLConfig, REFLTrainer
+from finpercep_hf.trainers import GeneratorTrainer, GeneratorTrainerConfig, REFLConfig, REFLTrainer
 
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
 DEGRADATIONS = ("bicubic", "realesrgan")
