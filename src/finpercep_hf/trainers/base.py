@@ -398,19 +398,25 @@ class GeneratorTrainer:
         batches_per_epoch = len(self.train_dataloader)
         if batches_per_epoch == 0:
             raise ValueError("the training dataset gives no batch (fewer items than train_batch_size x processes).")
-        micro_batches_total = args.max_train_steps * args.gradient_accumulation_steps
-        self.state.num_train_epochs = math.ceil(micro_batches_total / batches_per_epoch)
+        self.state.num_train_epochs = math.ceil(args.max_train_steps / self.updates_per_epoch(batches_per_epoch))
         self.call_event("on_train_begin")
         return batches_per_epoch
 
-    def _epoch_batches(self, micro_batches_done: int, batches_per_epoch: int):
-        """The batches of the epoch that ``micro_batches_done`` falls in, the ones already done skipped."""
-        epoch, skip = divmod(micro_batches_done, batches_per_epoch)
-        self.state.epoch = micro_batches_done / batches_per_epoch
+    def updates_per_epoch(self, batches_per_epoch: int) -> int:
+        """Optimizer updates per epoch: the last window of an epoch may be shorter (accelerate syncs at its end)."""
+        return math.ceil(batches_per_epoch / self.args.gradient_accumulation_steps)
+
+    def _epoch_batches(self, epoch: int, skip: int, batches_per_epoch: int):
+        """The batches of ``epoch`` with the first ``skip`` left out; the sampler, the dataset and accelerate's
+        loader all told the epoch (accelerate re-sets the sampler's epoch from its own counter at every pass)."""
+        self.state.epoch = epoch + skip / batches_per_epoch
         self.train_sampler.set_epoch(epoch)
         if hasattr(self.train_dataset, "set_epoch"):
             self.train_dataset.set_epoch(epoch)
-        return self.accelerator.skip_first_batches(self.train_dataloader, skip) if skip else self.train_dataloader
+        loader = self.accelerator.skip_first_batches(self.train_dataloader, skip) if skip else self.train_dataloader
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        return loader
 
     def _end_update(self, logs_sum: dict[str, float], logs_count: int) -> None:
         """After an optimizer update: log the means over the update and processes, checkpoint, validate."""
@@ -432,11 +438,12 @@ class GeneratorTrainer:
     def train(self) -> TrainerState:
         args, accelerator = self.args, self.accelerator
         batches_per_epoch = self._begin_training()
-        micro_batches_done = self.state.global_step * args.gradient_accumulation_steps
+        epoch, update_in_epoch = divmod(self.state.global_step, self.updates_per_epoch(batches_per_epoch))
+        skip = update_in_epoch * args.gradient_accumulation_steps
         window_open, logs_sum, logs_count = False, {}, 0
         model = self.generator.trainable_model
         while self.state.global_step < args.max_train_steps:
-            for batch in self._epoch_batches(micro_batches_done, batches_per_epoch):
+            for batch in self._epoch_batches(epoch, skip, batches_per_epoch):
                 if not window_open:
                     self.call_event("on_step_begin")
                     window_open = True
@@ -448,7 +455,6 @@ class GeneratorTrainer:
                     self.optimizer.step()
                     self.lr_scheduler.step()
                     self.optimizer.zero_grad()
-                micro_batches_done += 1
                 for key, value in {"loss": loss.item(), **step_logs}.items():
                     logs_sum[key] = logs_sum.get(key, 0.0) + float(value)
                 logs_count += 1
@@ -459,6 +465,7 @@ class GeneratorTrainer:
                 logs_sum, logs_count = {}, 0
                 if self.state.global_step >= args.max_train_steps:
                     break
+            epoch, skip = epoch + 1, 0
 
         self.save_final()
         self.call_event("on_train_end")
