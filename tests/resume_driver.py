@@ -64,17 +64,15 @@ def run_generator(method: str, output_dir: Path, resume: bool, kill: KillAtStep)
         train_batch_size=1, learning_rate=1e-2, validation_steps=0, report_to="none",
         resume_from_checkpoint="latest" if resume else None,
     )  # fmt: skip
-    trainer_class, config = {
-        "refl": (REFLTrainer, lambda: REFLConfig(**common, num_inference_steps=3, min_stop_step=1,
-                                                 gradient_accumulation_steps=2)),
-        "dpo": (DiffusionDPOTrainer, lambda: DiffusionDPOConfig(**common, num_samples_per_image=2,
-                                                                num_inference_steps=2, gradient_accumulation_steps=1)),
-        "grpo": (DiffusionGRPOTrainer, lambda: DiffusionGRPOConfig(**common, num_samples_per_image=2,
-                                                                   num_inference_steps=3, gradient_accumulation_steps=1)),
-    }[method]  # fmt: skip
+    trainer_class, config_class, options = {
+        "refl": (REFLTrainer, REFLConfig, dict(num_inference_steps=3, min_stop_step=1, gradient_accumulation_steps=2)),
+        "dpo": (DiffusionDPOTrainer, DiffusionDPOConfig, dict(num_samples_per_image=2, num_inference_steps=2)),
+        "grpo": (DiffusionGRPOTrainer, DiffusionGRPOConfig, dict(num_samples_per_image=2, num_inference_steps=3)),
+    }[method]
+    config = config_class(**{"gradient_accumulation_steps": 1, **common, **options})
     # 3 items: an epoch is 3 updates (REFL, 2 micro-batches per update: 2 updates, the second of one micro-batch)
     dataset = LRHRDataset([*photos().values(), photos()["astronaut"].transpose(0)], resolution=32)
-    trainer = trainer_class(generator, reward=brightness, args=config(), train_dataset=dataset, callbacks=[kill])
+    trainer = trainer_class(generator, reward=brightness, args=config, train_dataset=dataset, callbacks=[kill])
     trainer.train()
     return generator.lora_state_dict()
 

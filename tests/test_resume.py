@@ -19,7 +19,7 @@ from resume_driver import train_and_save
 FORK = multiprocessing.get_context("fork")
 
 
-def _child(method: str, output_dir: Path, resume: bool, kill_at_step: int | None, kill_during_save: str | None) -> None:
+def _child(method: str, output_dir: Path, resume: bool, kill_at_step: int | None, kill_during_save: str | None):
     if kill_during_save:
         os.environ[CRASH_HOOK_ENV] = kill_during_save
     train_and_save(method, output_dir, resume, kill_at_step)
