@@ -5,7 +5,7 @@ pixels, as REFL needs) and the peak memory of
 
     (a) the bare CLIPVisionModel, (b) RM_0 (CLIP-IQA), (c) RM_1 (+ decoder, head), (d) RM_3 (+ 2 refine blocks)
 
-at each image size and batch size, eager and/or compiled (``--compile-modes``: ``eager``, or a `torch.compile`
+at each image size and batch size, eager and/or compiled (``--compile_modes``: ``eager``, or a `torch.compile`
 mode such as ``default``, ``max-autotune-no-cudagraphs``, ``reduce-overhead``; every model, the tower included, is
 compiled the same way with ``fullgraph=True``). ``x(a)`` columns divide by the tower run the same way;
 ``x eager(a)`` by the eager tower. Targets at ViT-B/16 size: RM <= 1.2x (a) forward, <= 1.3x forward+backward.
@@ -15,7 +15,7 @@ hits all models alike; each cell is the median over rounds, with min-max in brac
 
     python benchmarks/bench_reward_model.py                                   # CPU: tiny and ViT-B/16 sizes
     python benchmarks/bench_reward_model.py --device cuda --dtype bf16 --sizes 224 512 --batches 8 32 \
-        --compile-modes eager default max-autotune-no-cudagraphs
+        --compile_modes eager default max-autotune-no-cudagraphs
 
 Peak memory is `torch.cuda.max_memory_allocated` on CUDA. On CPU it is the growth of the process' resident set size
 during one run (sampled every millisecond), after a warm-up: the allocator keeps freed memory, so it under-counts
@@ -24,15 +24,17 @@ reuse and often reads 0 -- use the CUDA figures for memory.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import threading
 import time
+from argparse import RawDescriptionHelpFormatter
+from dataclasses import dataclass, field
 
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from finpercep_hf import FinPercepConfig, FinPercepRewardModel
+from finpercep_hf.scripting import parse_arguments
 
 MODEL_SIZES = {
     "tiny": dict(hidden_size=32, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, patch_size=8),
@@ -41,6 +43,26 @@ MODEL_SIZES = {
     ),
 }
 STAGES = {"RM_0": dict(stage=0), "RM_1": dict(stage=1), "RM_3": dict(stage=3, decoder_refine_blocks=2)}
+
+
+@dataclass
+class BenchRMArguments:
+    device: str = field(default="cpu", metadata={"help": "Torch device."})
+    dtype: str = field(default="fp32", metadata={"help": "autocast dtype.", "choices": ("fp32", "bf16", "fp16")})
+    model_sizes: list[str] = field(
+        default_factory=lambda: list(MODEL_SIZES), metadata={"help": "Model sizes.", "choices": list(MODEL_SIZES)}
+    )
+    sizes: list[int] = field(default_factory=lambda: [224, 512], metadata={"help": "Image sides."})
+    batches: list[int] = field(default_factory=lambda: [1, 8], metadata={"help": "Batch sizes."})
+    repeats: int = field(default=3, metadata={"help": "Interleaved timing rounds per cell (median, min-max)."})
+    compile_modes: list[str] = field(
+        default_factory=lambda: ["eager"],
+        metadata={"help": "eager and/or torch.compile modes (default, max-autotune-no-cudagraphs, ...), in turn."},
+    )
+    threads: int | None = field(default=None, metadata={"help": "torch.set_num_threads (CPU)."})
+    max_pixels: int | None = field(
+        default=None, metadata={"help": "Skip batch*H*W above this (e.g. to keep a CPU run short)."}
+    )
 
 
 class PeakRSS:
@@ -140,21 +162,7 @@ def spread(values: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast dtype")
-    parser.add_argument("--model-sizes", nargs="+", default=list(MODEL_SIZES), choices=list(MODEL_SIZES))
-    parser.add_argument("--sizes", nargs="+", type=int, default=[224, 512])
-    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds per cell")
-    parser.add_argument(
-        "--compile-modes", nargs="+", default=["eager"], help="eager and/or torch.compile modes, each run in turn"
-    )
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
-    parser.add_argument(
-        "--max-pixels", type=int, default=None, help="skip batch*H*W above this (e.g. to keep a CPU run short)"
-    )
-    args = parser.parse_args()
+    (args,) = parse_arguments((BenchRMArguments,), description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
