@@ -1,9 +1,11 @@
 from .base import SRCondition, SRGenerator, SRSample
+from .latent_diffusion import LORA_WEIGHT_NAME, LatentDiffusionSRGenerator
 from .random_init import build_sd_upscaler_pipeline, save_tiny_sd_upscaler
-from .sd_upscaler import LORA_WEIGHT_NAME, SDUpscalerGenerator
+from .sd_upscaler import SDUpscalerGenerator
 
 __all__ = [
     "LORA_WEIGHT_NAME",
+    "LatentDiffusionSRGenerator",
     "SDUpscalerGenerator",
     "SRCondition",
     "SRGenerator",
