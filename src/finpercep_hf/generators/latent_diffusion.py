@@ -280,4 +280,10 @@ class LatentDiffusionSRGenerator:
         return path
 
 
-__all__ = ["DEFAULT_LORA_TARGETS", "LORA_WEIGHT_NAME", "LatentDiffusionSRGenerator", "PREDICTION_TYPES", "unwrap_model"]
+__all__ = [
+    "DEFAULT_LORA_TARGETS",
+    "LORA_WEIGHT_NAME",
+    "LatentDiffusionSRGenerator",
+    "PREDICTION_TYPES",
+    "unwrap_model",
+]
