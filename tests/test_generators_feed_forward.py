@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from rl_helpers import brightness
 from safetensors.torch import save_file
 from spandrel import ModelLoader
 
@@ -11,6 +10,7 @@ from finpercep_hf.generators.feed_forward import WEIGHTS_NAME, FeedForwardSRGene
 from finpercep_hf.generators.fidelity import FidelityConfig
 from finpercep_hf.generators.random_families import build_feed_forward_network
 from finpercep_hf.trainers import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, REFLConfig, REFLTrainer
+from rl_helpers import brightness
 
 ARCHITECTURES = ("ESRGAN", "SwinIR")
 
