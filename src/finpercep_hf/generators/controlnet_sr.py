@@ -18,7 +18,8 @@ per LR batch in `encode_condition` by two optional callables:
   stored as ``extra["restored"]`` (resized to H x W) and used as the control image instead of the bicubic one.
 
 ```python
->>> pipe = StableDiffusionControlNetPipeline.from_pretrained("sd2-base", controlnet=ControlNetModel.from_pretrained(cn))
+>>> controlnet = ControlNetModel.from_pretrained("path/to/controlnet")
+>>> pipe = StableDiffusionControlNetPipeline.from_pretrained("path/to/sd2-base", controlnet=controlnet)
 >>> def tagger(image_lr):  # SeeSR: one tag string per LR image from your tagging model, then the text encoder
 ...     tags = [", ".join(tag_model(image)) for image in image_lr]
 ...     return pipe.encode_prompt(tags, pipe.device, 1, do_classifier_free_guidance=False)[0]

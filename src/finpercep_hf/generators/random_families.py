@@ -86,10 +86,11 @@ def build_controlnet_sr_pipeline(seed: int = 0, prediction_type: str = "epsilon"
     components = build_sd_components(seed, prediction_type)
     torch.manual_seed(seed + 1)
     controlnet = ControlNetModel.from_unet(components["unet"], conditioning_embedding_out_channels=(8, 16))
+    zero_initialised = ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")
     with torch.no_grad():  # ControlNet's zero convolutions start at 0: give them values so the control acts
         for name, parameter in controlnet.named_parameters():
-            if "controlnet_down_blocks" in name or "controlnet_mid_block" in name:
-                parameter.normal_(0, 0.02)
+            if name.startswith(zero_initialised):
+                parameter.normal_(0, 0.3)
     return StableDiffusionControlNetPipeline(controlnet=controlnet, **components)
 
 
