@@ -24,7 +24,8 @@ from torch.utils.data import Dataset as TorchDataset
 from transformers import HfArgumentParser
 
 from finpercep_hf.curriculum import CCLRewardCallback, CCLSchedule
-from finpercep_hf.generators import SDUpscalerGenerator
+from finpercep_hf.generators import FidelityConfig
+from finpercep_hf.generators.loading import GENERATOR_LOADERS, load_generator_with_options
 from finpercep_hf.rewards import REWARD_TYPES, as_reward_function
 from finpercep_hf.trainers import GeneratorTrainer, GeneratorTrainerConfig, LRHRDataset, REFLConfig, REFLTrainer
 
@@ -35,7 +36,7 @@ DEGRADATIONS = ("bicubic", "realesrgan")
 @dataclass
 class ScriptArguments:
     pretrained_model_name_or_path: str = field(
-        metadata={"help": "A StableDiffusionUpscalePipeline checkpoint (Hub id or directory)."}
+        metadata={"help": "The generator: a pipeline (Hub id or directory), an SR weights file or module.py:Name."}
     )
     reward_schedule: str = field(
         metadata={"help": "STEP:RM_CHECKPOINT,...: the RM_k in force from each update on (one entry: no curriculum)."}
@@ -50,8 +51,17 @@ class ScriptArguments:
     image_column: str = field(default="image_gt", metadata={"help": "HR image column of --dataset."})
     degradation: str = field(default="bicubic", metadata={"help": f"How LR is made from HR: {DEGRADATIONS}."})
     resolution: int = field(default=512, metadata={"help": "HR crop size (LR is resolution / 4)."})
-    prompt: str = field(default="", metadata={"help": "Prompt of the upscaler (encoded once)."})
-    noise_level: int = field(default=20, metadata={"help": "Noise level added to the LR conditioning."})
+    generator: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Generator family, one of {sorted(GENERATOR_LOADERS)} (default: detected from "
+            "--pretrained_model_name_or_path: a pipeline's model_index.json, a spandrel weights file, module.py:Name)."
+        },
+    )
+    prompt: str | None = field(default=None, metadata={"help": "Prompt of a diffusion generator (encoded once; '')."})
+    noise_level: int | None = field(default=None, metadata={"help": "SD-x4 upscaler: LR noise level (20)."})
+    controlnet: str | None = field(default=None, metadata={"help": "controlnet_sr: a ControlNet for an SD2 base."})
+    trainable: str | None = field(default=None, metadata={"help": "controlnet_sr: 'unet' (LoRA) or 'controlnet'."})
 
 
 def load_train_split(path: str) -> Dataset:
@@ -103,6 +113,7 @@ def run_generator_training(
     config: GeneratorTrainerConfig,
     train_dataset: TorchDataset,
     eval_dataset: TorchDataset,
+    fidelity: FidelityConfig | None = None,
 ) -> None:
     """Load the generator and the first RM of ``--reward_schedule``, then train under the CCL reward callback.
 
@@ -111,11 +122,15 @@ def run_generator_training(
     config.base_model = config.base_model or script_args.pretrained_model_name_or_path
 
     # Load models
-    generator = SDUpscalerGenerator.from_pretrained(
+    generator = load_generator_with_options(
         script_args.pretrained_model_name_or_path,
+        script_args.generator,
+        num_inference_steps=config.num_inference_steps,
         prompt=script_args.prompt,
         noise_level=script_args.noise_level,
-        num_inference_steps=config.num_inference_steps,
+        controlnet=script_args.controlnet,
+        trainable=script_args.trainable,
+        fidelity=fidelity,
     )
     schedule = CCLSchedule.from_string(script_args.reward_schedule)
     reward = as_reward_function(schedule.stages[0].checkpoint, reward_type=script_args.reward)
@@ -133,10 +148,11 @@ def run_generator_training(
 
 
 def main() -> None:
-    script_args, config = HfArgumentParser((ScriptArguments, REFLConfig)).parse_args_into_dataclasses()
+    parser = HfArgumentParser((ScriptArguments, REFLConfig, FidelityConfig))
+    script_args, config, fidelity = parser.parse_args_into_dataclasses()
     # Prepare dataset
     train_dataset, eval_dataset = build_datasets(script_args)
-    run_generator_training(REFLTrainer, script_args, config, train_dataset, eval_dataset)
+    run_generator_training(REFLTrainer, script_args, config, train_dataset, eval_dataset, fidelity=fidelity)
 
 
 if __name__ == "__main__":

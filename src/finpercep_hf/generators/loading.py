@@ -26,6 +26,8 @@ from typing import Any
 
 from torch import nn
 
+from .fidelity import FidelityConfig
+
 WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin")
 
 
@@ -46,6 +48,14 @@ GENERATOR_LOADERS: dict[str, Callable[..., Any]] = {
     "one_step": lazy_from_pretrained("one_step", "OneStepSRGenerator"),
     "feed_forward": lazy_from_pretrained("feed_forward", "FeedForwardSRGenerator"),
 }
+GENERATOR_OPTIONS: dict[str, tuple[str, ...]] = {
+    "sd_upscaler": ("prompt", "noise_level"),
+    "controlnet_sr": ("prompt", "controlnet", "trainable"),
+    "one_step": ("prompt", "fidelity"),
+    "feed_forward": ("fidelity",),
+}
+OPTION_DEFAULTS = {"fidelity": FidelityConfig()}
+MULTI_STEP_TYPES = ["sd_upscaler", "controlnet_sr"]
 PIPELINE_CLASS_TYPES = {
     "StableDiffusionUpscalePipeline": "sd_upscaler",
     "StableDiffusionControlNetPipeline": "controlnet_sr",
@@ -141,11 +151,41 @@ def load_generator(name_or_path: str, generator_type: str | None = None, **kwarg
     return GENERATOR_LOADERS[generator_type or detect_generator_type(name_or_path)](name_or_path, **kwargs)
 
 
+def load_generator_with_options(
+    name_or_path: str, generator_type: str | None = None, num_inference_steps: int | None = None, **options
+):
+    """`load_generator` from a training script's flags.
+
+    ``options`` (``prompt``, ``noise_level``, ``controlnet``, ``trainable``, ``fidelity``) that are None or equal to
+    their default (``FidelityConfig()``) are left to the family's defaults; one that is set but not taken by the
+    family is an error naming the family.
+    ``num_inference_steps`` goes to the families that sample in several steps (``MULTI_STEP_TYPES``).
+    """
+    if generator_type is None:
+        generator_type = "feed_forward" if _is_code_reference(name_or_path) else detect_generator_type(name_or_path)
+    if generator_type not in GENERATOR_LOADERS:
+        raise ValueError(f"generator_type must be one of {sorted(GENERATOR_LOADERS)}, got {generator_type!r}.")
+    given = {
+        name: value for name, value in options.items() if value is not None and value != OPTION_DEFAULTS.get(name)
+    }
+    unused = sorted(set(given) - set(GENERATOR_OPTIONS.get(generator_type, ())))
+    if unused:
+        raise ValueError(f"{', '.join(unused)}: not an option of a {generator_type} generator ({name_or_path}).")
+    if generator_type in MULTI_STEP_TYPES and num_inference_steps is not None:
+        given["num_inference_steps"] = num_inference_steps
+    if _is_code_reference(name_or_path):
+        return load_generator(name_or_path, **given)
+    return load_generator(name_or_path, generator_type, **given)
+
+
 __all__ = [
     "GENERATOR_LOADERS",
+    "GENERATOR_OPTIONS",
+    "MULTI_STEP_TYPES",
     "PIPELINE_CLASS_TYPES",
     "detect_generator_type",
     "lazy_from_pretrained",
     "load_generator",
+    "load_generator_with_options",
     "register_generator_type",
 ]
