@@ -28,7 +28,16 @@ def save_family(family, directory):
     return str(directory / "esrgan.pth"), ["--no_use_lora"]
 
 
-@pytest.mark.parametrize("family", ["controlnet_sr", "one_step", "feed_forward"])
+# About 65-85 s each on 2 loaded cores: the feed-forward run stays in the default suite; the two diffusion families
+# are slow-marked (their trainer steps run in benchmarks/bench_refl.py --family and in the in-process tests).
+FAMILIES = [
+    pytest.param("controlnet_sr", marks=pytest.mark.slow),
+    pytest.param("one_step", marks=pytest.mark.slow),
+    "feed_forward",
+]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_two_process_refl_per_family_switches_stage_and_resumes(
     family, make_rm, tiny_rm1_dir, skimage_photos, tmp_path
 ):
