@@ -9,7 +9,7 @@ from finpercep_hf.generators import SRGenerator
 from finpercep_hf.generators.controlnet_sr import ControlNetSRGenerator
 from finpercep_hf.generators.random_families import build_controlnet_sr_pipeline
 from finpercep_hf.trainers import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, REFLConfig, REFLTrainer
-from rl_helpers import brightness
+from rl_helpers import brightness, perturb_lora
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +21,6 @@ def tiny_controlnet_dir(tmp_path_factory):
 
 def make_generator(directory, **kwargs):
     return ControlNetSRGenerator.from_pretrained(str(directory), num_inference_steps=3, **kwargs)
-
-
-def perturb_lora(model, seed=1):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.05)
 
 
 def seeded(seed=0):

@@ -9,7 +9,7 @@ from finpercep_hf.generators.fidelity import FidelityConfig
 from finpercep_hf.generators.one_step import OneStepSRGenerator
 from finpercep_hf.generators.random_families import build_sd_pipeline
 from finpercep_hf.trainers import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, REFLConfig, REFLTrainer
-from rl_helpers import brightness
+from rl_helpers import brightness, perturb_lora
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +22,6 @@ def tiny_sd_dir(tmp_path_factory):
 @pytest.fixture
 def generator(tiny_sd_dir):
     return OneStepSRGenerator.from_pretrained(str(tiny_sd_dir))
-
-
-def perturb_lora(model, seed=1):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.05)
 
 
 def test_one_step_sample_is_deterministic_and_equals_the_differentiable_call(generator):

@@ -1,11 +1,12 @@
 """Tiny randomly initialised models of the ControlNet-SR, one-step-SR and feed-forward-SR families, built locally
 for tests and CPU benchmarks (no download; the outputs of an untrained model are noise).
 
-The diffusion ones are the architectures of Stable Diffusion 2 scaled down: a 2-level UNet with 32-d
-cross-attention, a VAE with 2x downsampling (SD's has 8x) and a one-layer text encoder; the ControlNet is built from
-the UNet (``ControlNetModel.from_unet``) with a conditioning embedding that downsamples as the VAE does. The
-feed-forward ones are spandrel's own architecture classes with few channels, so spandrel detects them from their
-state dicts exactly as it detects released checkpoints.
+The diffusion ones are the architectures of Stable Diffusion 2 scaled down: the tests' 2-level UNet with 32-d
+cross-attention (``random_init.UNET_CONFIGS["tiny"]``, 4 input channels), a VAE with 2x downsampling (SD's has 8x)
+and a one-layer text encoder; the ControlNet is built from the UNet (``ControlNetModel.from_unet``) with a
+conditioning embedding that downsamples as the VAE does. The feed-forward ones are spandrel's own architecture
+classes with few channels, so spandrel detects them from their state dicts exactly as it detects released
+checkpoints.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from diffusers import (
 )
 from torch import nn
 
-from .random_init import build_text_encoder
+from .random_init import UNET_CONFIGS, build_text_encoder
 
 FEED_FORWARD_ARCHITECTURES = ("ESRGAN", "SwinIR")
 
@@ -29,18 +30,7 @@ FEED_FORWARD_ARCHITECTURES = ("ESRGAN", "SwinIR")
 def build_sd_components(seed: int = 0, prediction_type: str = "epsilon", timestep_spacing: str = "leading") -> dict:
     """The components of a tiny random SD2-style text-to-image pipeline (vae, unet, scheduler, text encoder...)."""
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        in_channels=4,
-        out_channels=4,
-        sample_size=16,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=8,
-        cross_attention_dim=32,
-        norm_num_groups=8,
-    )
+    unet = UNet2DConditionModel(in_channels=4, out_channels=4, sample_size=16, **UNET_CONFIGS["tiny"])
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,

@@ -15,6 +15,10 @@ With ``pretrain_loss=True`` the updates alternate as in ImageReward's Algorithm 
 pre-training (denoising) loss on the HR images, ``MSE(UNet(x_t, t), target)`` with the generator's prediction type,
 so one Algorithm-1 iteration is two optimizer updates.
 
+A [`DirectSRGenerator`] (one-step diffusion SR, feed-forward SR network) has no rollout: REFL backpropagates the
+reward through the whole generator, ``loss = (relu(reward_offset - R_k(G(lr))).mean() + fidelity) * grad_scale``,
+with the generator's fidelity terms (``generators/fidelity.py``).
+
 The rewards of FinPercep-RM lie in [0, 1], so with ImageReward's offset of 2 (chosen for its standardised rewards)
 the hinge is never inactive and the loss is ``(2 - reward) * grad_scale``; lower ``reward_offset`` to use the hinge.
 """
