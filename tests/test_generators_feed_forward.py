@@ -51,7 +51,7 @@ def test_lora_gradients_reach_lora_only_reference_is_untouched_and_merged_weight
     generator = FeedForwardSRGenerator.from_pretrained(path)
     image_lr = torch.rand(1, 3, 16, 16)
     untouched = generator.sample(image_lr).images
-    generator.add_lora(rank=2)
+    generator.add_lora(rank=2, alpha=4)
     assert generator.reference_network is None
     perturb(generator)
     trained = generator.sample(image_lr).images
@@ -68,10 +68,12 @@ def test_lora_gradients_reach_lora_only_reference_is_untouched_and_merged_weight
 
     # LoRA file round trip into a fresh adapter, and the merged network back through spandrel.
     generator.save_lora_weights(tmp_path / "lora")
-    fresh = FeedForwardSRGenerator.from_pretrained(path)
-    fresh.add_lora(rank=2)
-    fresh.load_lora_weights(tmp_path / "lora")
-    torch.testing.assert_close(fresh.sample(image_lr).images, trained)
+    for with_adapter in (True, False):  # into an existing adapter, or a new one from the file's metadata
+        fresh = FeedForwardSRGenerator.from_pretrained(path)
+        if with_adapter:
+            fresh.add_lora(rank=2, alpha=4)
+        fresh.load_lora_weights(tmp_path / "lora")
+        torch.testing.assert_close(fresh.sample(image_lr).images, trained)
     generator.save_trained_model(tmp_path / "merged")
     merged = FeedForwardSRGenerator.from_pretrained(tmp_path / "merged")
     torch.testing.assert_close(merged.sample(image_lr).images, trained, atol=1e-5, rtol=1e-5)

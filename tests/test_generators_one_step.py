@@ -56,7 +56,7 @@ def test_gradients_reach_the_lora_only_and_the_reference_is_the_untouched_unet(g
 
 
 def test_lora_loads_into_stable_diffusion_pipeline_and_back(generator, tiny_sd_dir, tmp_path):
-    generator.add_lora(rank=2)
+    generator.add_lora(rank=2, alpha=4)
     perturb_lora(generator.unet)
     generator.save_lora_weights(tmp_path)
     torch.manual_seed(0)
@@ -71,11 +71,13 @@ def test_lora_loads_into_stable_diffusion_pipeline_and_back(generator, tiny_sd_d
     assert not torch.allclose(before, after, atol=1e-5)
     torch.testing.assert_close(after, trained, atol=1e-5, rtol=1e-4)
 
-    fresh = OneStepSRGenerator.from_pretrained(str(tiny_sd_dir))
-    fresh.add_lora(rank=2)
-    fresh.load_lora_weights(tmp_path)
     image_lr = torch.rand(1, 3, 8, 8)
-    torch.testing.assert_close(fresh.sample(image_lr).images, generator.sample(image_lr).images)
+    for with_adapter in (True, False):  # into an existing adapter, or a new one from the file's metadata
+        fresh = OneStepSRGenerator.from_pretrained(str(tiny_sd_dir))
+        if with_adapter:
+            fresh.add_lora(rank=2, alpha=4)
+        fresh.load_lora_weights(tmp_path)
+        torch.testing.assert_close(fresh.sample(image_lr).images, generator.sample(image_lr).images)
 
 
 def trainer_options(tmp_path):

@@ -19,6 +19,7 @@ log-probabilities) do not apply and raise a `NotImplementedError` saying so.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, LoraModel
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -235,15 +237,26 @@ class FeedForwardSRGenerator:
             raise ValueError("this generator has no LoRA adapter to save (call add_lora first).")
         path = Path(save_directory) / LORA_WEIGHT_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
-        state = {
-            key: value.detach().contiguous() for key, value in get_peft_model_state_dict(self.trainable_model).items()
+        model = unwrap_model(self.trainable_model)
+        config = next(iter(model.peft_config.values()))
+        state = {key: value.detach().contiguous() for key, value in get_peft_model_state_dict(model).items()}
+        metadata = {
+            "rank": str(config.r),
+            "alpha": str(config.lora_alpha),
+            "targets": json.dumps(sorted(config.target_modules)),
         }
-        save_file(state, path)
+        save_file(state, path, metadata=metadata)
         return path
 
     def load_lora_weights(self, directory: str | Path) -> None:
-        """Load weights written by `save_lora_weights` into the existing adapter (same rank and targets)."""
-        state = load_file(Path(directory) / LORA_WEIGHT_NAME)
+        """Load weights written by `save_lora_weights`: into the existing adapter (same rank and targets), or,
+        with none, into a new one whose rank, alpha and targets come from the file's metadata."""
+        path = Path(directory) / LORA_WEIGHT_NAME
+        if not self.has_lora:
+            with safe_open(path, framework="pt") as weights:
+                metadata = weights.metadata()
+            self.add_lora(int(metadata["rank"]), float(metadata["alpha"]), json.loads(metadata["targets"]))
+        state = load_file(path)
         result = set_peft_model_state_dict(unwrap_model(self.trainable_model), state)
         if getattr(result, "unexpected_keys", None):
             raise ValueError(

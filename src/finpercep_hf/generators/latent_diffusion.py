@@ -260,13 +260,21 @@ class LatentDiffusionSRGenerator:
         if not self.has_lora:
             raise ValueError("this generator has no LoRA adapter to save (call add_lora first).")
         save_directory = Path(save_directory)
+        config = next(iter(self.trained_model.peft_config.values()))
         self.lora_pipeline_class.save_lora_weights(
-            save_directory, unet_lora_layers=self.lora_state_dict(), weight_name=LORA_WEIGHT_NAME
+            save_directory,
+            unet_lora_layers=self.lora_state_dict(),
+            weight_name=LORA_WEIGHT_NAME,
+            unet_lora_adapter_metadata=config.to_dict(),
         )
         return save_directory / LORA_WEIGHT_NAME
 
     def load_lora_weights(self, directory: str | Path) -> None:
-        """Load LoRA weights written by `save_lora_weights` into the existing adapter (same rank and targets)."""
+        """Load LoRA weights written by `save_lora_weights`: into the existing adapter (same rank and targets), or,
+        with none, as a new adapter whose rank, alpha and targets come from the file's metadata."""
+        if not self.has_lora:
+            self.trained_model.load_lora_adapter(str(directory), prefix="unet", weight_name=LORA_WEIGHT_NAME)
+            return
         state_dict, _ = self.lora_pipeline_class.lora_state_dict(str(directory), weight_name=LORA_WEIGHT_NAME)
         unet_state = {key.removeprefix("unet."): value for key, value in state_dict.items() if key.startswith("unet.")}
         result = set_peft_model_state_dict(self.trained_model, convert_unet_state_dict_to_peft(unet_state))
