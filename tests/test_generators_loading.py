@@ -5,15 +5,22 @@ import json
 import pytest
 import torch
 
+from finpercep_hf.evaluation.generate import load_generator as load_for_evaluation
 from finpercep_hf.generators import (
     GENERATOR_LOADERS,
     ControlNetSRGenerator,
     FeedForwardSRGenerator,
+    OneStepSRGenerator,
     detect_generator_type,
     load_generator,
     register_generator_type,
 )
-from finpercep_hf.generators.random_families import build_controlnet_sr_pipeline, build_feed_forward_network
+from finpercep_hf.generators.random_families import (
+    build_controlnet_sr_pipeline,
+    build_feed_forward_network,
+    build_sd_pipeline,
+)
+from rl_helpers import perturb_lora
 
 
 def pipeline_stub(directory, class_name):
@@ -81,3 +88,28 @@ def test_register_generator_type(tmp_path, monkeypatch):
     register_generator_type("toy", lambda name_or_path, **kwargs: ("toy", name_or_path, kwargs), ("ToyPipeline",))
     path = pipeline_stub(tmp_path / "toy", "ToyPipeline")
     assert load_generator(path, prompt="x") == ("toy", path, {"prompt": "x"})
+
+
+def test_evaluate_loads_runs_of_every_family(tmp_path):
+
+    image_lr = torch.rand(1, 3, 8, 8)
+    build_sd_pipeline().save_pretrained(tmp_path / "sd")
+    one_step = OneStepSRGenerator.from_pretrained(str(tmp_path / "sd"))
+    one_step.add_lora(rank=2)
+    perturb_lora(one_step.unet)
+    one_step.save_lora_weights(tmp_path / "one-step-run")
+    loaded = load_for_evaluation(tmp_path / "one-step-run", base_model=str(tmp_path / "sd"))
+    assert isinstance(loaded, OneStepSRGenerator)
+    torch.testing.assert_close(loaded.sample(image_lr).images, one_step.sample(image_lr).images)
+
+    network = FeedForwardSRGenerator(build_feed_forward_network("ESRGAN"))
+    network.add_lora(rank=2)
+    perturb_lora(network.trainable_model)
+    network.save_lora_weights(tmp_path / "esrgan-lora-run")
+    network.save_trained_model(tmp_path / "esrgan-full-run")
+    torch.save(build_feed_forward_network("ESRGAN").state_dict(), tmp_path / "esrgan.pth")
+    expected = network.sample(image_lr).images
+    from_lora = load_for_evaluation(tmp_path / "esrgan-lora-run", base_model=str(tmp_path / "esrgan.pth"))
+    torch.testing.assert_close(from_lora.sample(image_lr).images, expected)
+    from_full = load_for_evaluation(tmp_path / "esrgan-full-run")
+    torch.testing.assert_close(from_full.sample(image_lr).images, expected, atol=1e-5, rtol=1e-5)
