@@ -243,7 +243,7 @@ def main() -> None:
     timer = StepTimer(args.device)
     with tempfile.TemporaryDirectory() as output_dir:
         trainer = build_trainer(args, output_dir, timer)
-        with mock.patch("finpercep_hf.trainers.refl.random.randint", return_value=args.stop_step):
+        with mock.patch.object(REFLTrainer, "draw_stop_step", return_value=args.stop_step):
             trainer.train()
         step_times = timer.times[1:]
         whole = statistics.median(step_times)

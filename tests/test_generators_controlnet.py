@@ -8,7 +8,14 @@ from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
 from finpercep_hf.generators import SRGenerator
 from finpercep_hf.generators.controlnet_sr import ControlNetSRGenerator
 from finpercep_hf.generators.random_families import build_controlnet_sr_pipeline
-from finpercep_hf.trainers import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, REFLConfig, REFLTrainer
+from finpercep_hf.trainers import (
+    DiffusionDPOConfig,
+    DiffusionDPOTrainer,
+    DiffusionGRPOConfig,
+    DiffusionGRPOTrainer,
+    REFLConfig,
+    REFLTrainer,
+)
 from rl_helpers import brightness, perturb_lora
 
 
@@ -128,15 +135,17 @@ def test_refl_dpo_and_grpo_run_on_the_unet_lora(tiny_controlnet_dir, tmp_path):
     common = dict(output_dir=str(tmp_path), report_to="none", validation_steps=0, train_batch_size=1)
     configs = [
         (REFLTrainer, REFLConfig(num_inference_steps=3, min_stop_step=1, **common)),
-        (DPOTrainer, DPOConfig(num_candidates=2, num_inference_steps=2, **common)),
-        (GRPOTrainer, GRPOConfig(group_size=2, num_inference_steps=2, kl_beta=0.1, **common)),
+        (DiffusionDPOTrainer, DiffusionDPOConfig(num_samples_per_image=2, num_inference_steps=2, **common)),
+        (
+            DiffusionGRPOTrainer,
+            DiffusionGRPOConfig(num_samples_per_image=2, num_inference_steps=2, kl_beta=0.1, **common),
+        ),
     ]
     for trainer_class, args in configs:
         generator = make_generator(tiny_controlnet_dir)
         trainer = trainer_class(generator, reward=brightness, args=args, train_dataset=dataset)
         perturb_lora(generator.unet)
-        loss, _ = trainer.compute_loss(batch)
-        loss.backward()
+        trainer.training_step(batch)  # the trainer's forward and backward of one micro-batch
         lora_grads = [p.grad for n, p in generator.unet.named_parameters() if "lora_" in n]
         assert all(grad is not None for grad in lora_grads), trainer_class.__name__
         assert sum(grad.abs().sum() for grad in lora_grads) > 0, trainer_class.__name__

@@ -9,7 +9,14 @@ from finpercep_hf.generators import DirectSRGenerator
 from finpercep_hf.generators.feed_forward import WEIGHTS_NAME, FeedForwardSRGenerator
 from finpercep_hf.generators.fidelity import FidelityConfig
 from finpercep_hf.generators.random_families import build_feed_forward_network
-from finpercep_hf.trainers import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, REFLConfig, REFLTrainer
+from finpercep_hf.trainers import (
+    DiffusionDPOConfig,
+    DiffusionDPOTrainer,
+    DiffusionGRPOConfig,
+    DiffusionGRPOTrainer,
+    REFLConfig,
+    REFLTrainer,
+)
 from rl_helpers import brightness
 
 ARCHITECTURES = ("ESRGAN", "SwinIR")
@@ -134,9 +141,14 @@ def test_dpo_and_grpo_refuse_a_feed_forward_network(tmp_path):
     dataset = [{"image_lr": torch.rand(3, 8, 8), "image_gt": torch.rand(3, 32, 32)} for _ in range(2)]
     common = dict(output_dir=str(tmp_path), report_to="none", validation_steps=0, train_batch_size=1)
     with pytest.raises(NotImplementedError, match="no policy for Diffusion-DPO or GRPO"):
-        GRPOTrainer(generator, reward=brightness, args=GRPOConfig(group_size=2, **common), train_dataset=dataset)
-    trainer = DPOTrainer(
-        generator, reward=brightness, args=DPOConfig(num_candidates=2, **common), train_dataset=dataset
+        DiffusionGRPOTrainer(
+            generator,
+            reward=brightness,
+            args=DiffusionGRPOConfig(num_samples_per_image=2, **common),
+            train_dataset=dataset,
+        )
+    trainer = DiffusionDPOTrainer(
+        generator, reward=brightness, args=DiffusionDPOConfig(num_samples_per_image=2, **common), train_dataset=dataset
     )
     with pytest.raises(NotImplementedError, match="no policy for Diffusion-DPO or GRPO"):
         trainer.compute_loss({"image_lr": torch.rand(1, 3, 8, 8)})

@@ -8,7 +8,14 @@ from finpercep_hf.generators import DirectSRGenerator, SRGenerator
 from finpercep_hf.generators.fidelity import FidelityConfig
 from finpercep_hf.generators.one_step import OneStepSRGenerator
 from finpercep_hf.generators.random_families import build_sd_pipeline
-from finpercep_hf.trainers import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, REFLConfig, REFLTrainer
+from finpercep_hf.trainers import (
+    DiffusionDPOConfig,
+    DiffusionDPOTrainer,
+    DiffusionGRPOConfig,
+    DiffusionGRPOTrainer,
+    REFLConfig,
+    REFLTrainer,
+)
 from rl_helpers import brightness, perturb_lora
 
 
@@ -103,25 +110,28 @@ def test_refl_direct_gradient_with_fidelity_terms(generator, tmp_path):
 
 def test_grpo_is_noise_injected_one_step_sampling_and_dpo_refuses(generator, tmp_path):
     dataset = [{"image_lr": torch.rand(3, 8, 8), "image_gt": torch.rand(3, 32, 32)}]
-    args = GRPOConfig(group_size=3, num_inference_steps=1, kl_beta=0.1, **trainer_options(tmp_path))
-    trainer = GRPOTrainer(generator, reward=brightness, args=args, train_dataset=dataset)
+    args = DiffusionGRPOConfig(
+        num_samples_per_image=3, num_inference_steps=1, kl_beta=0.1, **trainer_options(tmp_path)
+    )
+    trainer = DiffusionGRPOTrainer(generator, reward=brightness, args=args, train_dataset=dataset)
     assert trainer.sampling_scheduler.timesteps.tolist() == [999]
     perturb_lora(generator.unet)
     rollout = trainer.rollout(torch.rand(1, 3, 8, 8), rng=torch.Generator().manual_seed(0))
     assert rollout.log_probs.shape == (3, 1) and torch.isfinite(rollout.log_probs).all()
     assert not torch.allclose(rollout.images[0], rollout.images[1])  # the injected noise differs per sample
-    loss, logs = trainer.compute_loss({"image_lr": torch.rand(1, 3, 8, 8)})
-    loss.backward()
+    _, logs = trainer.training_step({"image_lr": torch.rand(1, 3, 8, 8)})  # rollout, then backward
     assert "kl_ref" in logs
     assert all((p.grad is not None) == ("lora_" in n) for n, p in generator.unet.named_parameters())
 
-    args = GRPOConfig(group_size=2, num_inference_steps=2, **trainer_options(tmp_path))
+    args = DiffusionGRPOConfig(num_samples_per_image=2, num_inference_steps=2, **trainer_options(tmp_path))
     with pytest.raises(ValueError, match="timestep 999 only"):
-        GRPOTrainer(generator, reward=brightness, args=args, train_dataset=dataset).rollout(torch.rand(1, 3, 8, 8))
-    dpo = DPOTrainer(
+        DiffusionGRPOTrainer(generator, reward=brightness, args=args, train_dataset=dataset).rollout(
+            torch.rand(1, 3, 8, 8)
+        )
+    dpo = DiffusionDPOTrainer(
         generator,
         reward=brightness,
-        args=DPOConfig(num_candidates=2, **trainer_options(tmp_path)),
+        args=DiffusionDPOConfig(num_samples_per_image=2, **trainer_options(tmp_path)),
         train_dataset=dataset,
     )
     with pytest.raises(NotImplementedError, match="no likelihood"):

@@ -13,9 +13,10 @@ it by the reward's gradient through the whole generator (`generate_with_grad`), 
 GRPO applies, as noise-injected one-step sampling: the policy draws the output latent from the DDIM (eta > 0)
 transition from t to the end of the schedule, ``N(sqrt(a_0) x0_hat + ..., sigma^2 I)`` with
 ``sigma = eta * sqrt((1 - a_0) / (1 - a_t) * (1 - a_t / a_0))`` (``a = alphas_cumprod``; 0.029 for SD's schedule at
-eta = 1): one Gaussian step with a log-probability, which `ddim_step_with_logprob` computes. Run `GRPOTrainer` with
-``num_inference_steps=1``; the scheduler uses ``timestep_spacing="trailing"`` so that its one timestep is t. The
-exploration is as small as that sigma; a larger one would need a policy whose std is a parameter (not done).
+eta = 1): one Gaussian step with a log-probability, which `ddim_step_with_logprob` computes. Run
+`DiffusionGRPOTrainer` with ``num_inference_steps=1``; the scheduler uses ``timestep_spacing="trailing"`` so that
+its one timestep is t. The exploration is as small as that sigma; a larger one would need a policy whose std is a
+parameter (not done).
 Diffusion-DPO does not apply: its likelihood surrogate is the denoising error at random timesteps of noised HR
 latents, while a one-step model only ever maps the LR latent at t; it raises a `NotImplementedError` (so does
 REFL's ``pretrain_loss``).
@@ -35,7 +36,7 @@ from .latent_diffusion import LatentDiffusionSRGenerator
 NO_DENOISING_LOSS = (
     "a one-step SR model maps the LR latent at its one timestep only, so the denoising error of noised HR latents "
     "(Diffusion-DPO, REFL's pretrain_loss) is no likelihood of its outputs: use REFLTrainer (direct gradient) or "
-    "GRPOTrainer with num_inference_steps=1 (noise-injected one-step sampling)."
+    "DiffusionGRPOTrainer with num_inference_steps=1 (noise-injected one-step sampling)."
 )
 
 

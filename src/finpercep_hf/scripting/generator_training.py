@@ -9,12 +9,12 @@ from PIL import Image
 from torch.utils.data import Dataset as TorchDataset
 
 from ..curriculum import CCLRewardCallback, CCLSchedule
+from ..data import LRHRDataset, PreferencePairDataset
 from ..generators import FidelityConfig
 from ..generators.controlnet_sr import TRAINABLE_PARTS
 from ..generators.loading import GENERATOR_LOADERS, load_generator_with_options
 from ..rewards import REWARD_TYPES, as_reward_function
-from ..trainers import GeneratorTrainer, GeneratorTrainerConfig, LRHRDataset
-from ..trainers.dpo import PreferencePairDataset
+from ..trainers import GeneratorTrainer, GeneratorTrainerConfig
 
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
 DEGRADATIONS = ("bicubic", "realesrgan")
