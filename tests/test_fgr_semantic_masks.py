@@ -18,7 +18,7 @@ def known_segments(height: int, width: int) -> list[np.ndarray]:
 
 
 class FakeAutomaticMaskGenerator:
-    """The interface of ``segment_anything.SamAutomaticMaskGenerator``: ``generate(HxWx3 uint8) -> [{segmentation}]``."""
+    """The interface of ``segment_anything.SamAutomaticMaskGenerator``: ``generate(HxWx3 uint8) -> [dict]``."""
 
     def __init__(self):
         self.calls = 0
