@@ -1,5 +1,7 @@
 """Unit tests of the curriculum's progressive expansion (curriculum/growth.py), fast enough for mutation testing."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -125,3 +127,24 @@ def test_export_modes_stage_zero_and_dtype(grown):
     assert stage0.config.stage == 0 and stage0.config.decoder_refine_blocks == 0
     half = export_stage_model(grown.to(torch.bfloat16), 1)
     assert next(half.parameters()).dtype == torch.bfloat16
+
+
+def test_build_from_rm1_and_refuse_plain_later_stages(make_rm, grown):
+    rm1 = make_rm(stage=1, perturb_head=True)
+    from_rm1 = build_curriculum_model(rm1, 2, [3])
+    pixel_values = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():  # RM_1's trained head and decoder carry over
+        torch.testing.assert_close(from_rm1(pixel_values).global_score, rm1(pixel_values).global_score)
+    rm2 = export_stage_model(grown, 2)  # a plain stage-2 model: no LoRA layers left
+    with pytest.raises(ValueError, match=r"^build the curriculum from an RM_0 or RM_1 model \(a plain checkpoint"):
+        build_curriculum_model(rm2, 3, [2, 4])
+    with pytest.raises(ValueError, match=r"^need one positive LoRA rank per stage 2\.\.3 \(2 ranks\), got \[2\]\.$"):
+        build_curriculum_model(make_rm(stage=0), 3, [2])
+
+
+def test_adapters_scale_by_one_and_build_quietly(make_rm):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = build_curriculum_model(make_rm(stage=0), 3, [2, 4])
+    assert not [w for w in caught if "peft_config" in str(w.message)]
+    assert model.encoder.vision_model.encoder.layers[0].mlp.fc1.scaling == {"stage2": 1.0, "stage3": 1.0}
