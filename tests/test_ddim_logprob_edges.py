@@ -20,11 +20,11 @@ def diffusers_mean(scheduler, model_output, timestep, sample, eta):
 
 
 def test_gaussian_kl_hand_computed_and_rejects_zero_std():
-    mean = torch.tensor([[1.0, 3.0], [0.0, 0.0]])
+    mean = torch.tensor([[1.0, 3.0], [1.0, 0.0]])
     mean_ref = torch.tensor([[0.0, 1.0], [0.0, 0.0]])
-    std = torch.tensor([[2.0], [1.0]])
-    # sample 0: (1 / 8 + 4 / 8) / 2; sample 1: 0
-    torch.testing.assert_close(gaussian_kl(mean, mean_ref, std), torch.tensor([5 / 16, 0.0]))
+    std = torch.tensor([[3.0], [1.0]])
+    # sample 0: (1 / 18 + 4 / 18) / 2; sample 1: (1 / 2 + 0) / 2
+    torch.testing.assert_close(gaussian_kl(mean, mean_ref, std), torch.tensor([5 / 36, 0.25]))
     with pytest.raises(ValueError, match=r"^gaussian_kl needs std > 0\.$"):
         gaussian_kl(mean, mean_ref, torch.zeros_like(std))
     with pytest.raises(ValueError, match=r"^gaussian_log_prob needs std > 0; a deterministic step"):
@@ -113,3 +113,12 @@ def test_flow_step_bounds_dtypes_and_messages():
     assert half.prev_sample.dtype == torch.float16
     assert half.log_prob.dtype == half.std.dtype == half.prev_sample_mean.dtype == torch.float32
     assert half.std[0].item() == pytest.approx(0.7 * math.sqrt(0.1), rel=1e-6)
+
+
+def test_flow_step_noise_comes_from_the_generator():
+    x = torch.zeros(1, 1, 4, 4)
+    first = flow_sde_step_with_logprob(0.5, 0.4, x, x, generator=torch.Generator().manual_seed(5)).prev_sample
+    torch.manual_seed(0)  # the global RNG plays no part
+    again = flow_sde_step_with_logprob(0.5, 0.4, x, x, generator=torch.Generator().manual_seed(5)).prev_sample
+    other = flow_sde_step_with_logprob(0.5, 0.4, x, x, generator=torch.Generator().manual_seed(6)).prev_sample
+    assert torch.equal(first, again) and not torch.equal(first, other)

@@ -126,3 +126,16 @@ def test_update_errors_are_exact():
     accumulator = RMMetricsAccumulator()
     accumulator.update(score_gt=SCORES[2], base_score_gt=SCORES[0])
     assert accumulator.compute() == {"score_drift": pytest.approx(0.4)}
+
+
+@pytest.mark.parametrize("name", ["score_sr", "score_syn", "score_gt", "base_score_gt"])
+def test_accumulator_names_the_badly_shaped_score(name):
+    scores = {"score_sr": SCORES[0], "score_syn": SCORES[1], "score_gt": SCORES[2], "base_score_gt": SCORES[0]}
+    scores[name] = scores[name][None]
+    with pytest.raises(ValueError, match=rf"^{name} must have shape \(B,\), got \(1, 2\)\.$"):
+        RMMetricsAccumulator().update(**scores)
+
+
+def test_drift_alone_names_a_badly_shaped_score_gt():
+    with pytest.raises(ValueError, match=r"^score_gt must have shape \(B,\), got \(1, 2\)\.$"):
+        RMMetricsAccumulator().update(score_gt=SCORES[2][None], base_score_gt=SCORES[0])

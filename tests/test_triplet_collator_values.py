@@ -138,3 +138,25 @@ def test_rows_of_different_sizes_are_refused_with_the_source_id():
     row["mask"] = Image.fromarray(np.zeros((32, 31), np.uint8))
     with pytest.raises(ValueError, match=r"^row photo-7: images, mask and pdm_target differ in size\.$"):
         FinPercepTripletCollator(crop_size=16)([{**row, "source_id": "photo-7"}])
+
+
+def test_colour_jitter_saturates_about_each_pixels_grey_and_clamps_below():
+    collator = FinPercepTripletCollator(jitter=0.5)
+    image = torch.tensor([[1.0, 0.1], [0.0, 0.3], [0.2, 0.9]]).view(3, 1, 2)
+    (out,) = collator._jitter([image], torch.Generator().manual_seed(26))
+    u = torch.rand(3, generator=torch.Generator().manual_seed(26))
+    b, c, s = (1 + (u * 2 - 1) * 0.5).tolist()
+    contrasted = (image - image.mean()) * c + image.mean()
+    grey = contrasted.mean(dim=0)  # per pixel, not the image mean
+    unclamped = ((contrasted - grey) * s + grey) * b
+    assert unclamped.min() < 0 and unclamped.max() > 1  # both ends of the clamp matter here
+    torch.testing.assert_close(out, unclamped.clamp(0, 1))
+
+
+def test_maps_are_float32_and_unnamed_rows_are_reported_as_question_marks():
+    assert _map_to_tensor(Image.fromarray(np.array([[0, 255]], np.uint8)), binary=True).dtype == torch.float32
+    assert _map_to_tensor(np.array([[0, 255]], np.uint8), binary=False).dtype == torch.float32
+    row = ramp_row(32, 32)
+    row["pdm_target"] = Image.fromarray(np.zeros((31, 32), np.float32))
+    with pytest.raises(ValueError, match=r"^row \?: images, mask and pdm_target differ in size\.$"):
+        FinPercepTripletCollator(crop_size=16)([row])
