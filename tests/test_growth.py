@@ -148,3 +148,11 @@ def test_adapters_scale_by_one_and_build_quietly(make_rm):
         model = build_curriculum_model(make_rm(stage=0), 3, [2, 4])
     assert not [w for w in caught if "peft_config" in str(w.message)]
     assert model.encoder.vision_model.encoder.layers[0].mlp.fc1.scaling == {"stage2": 1.0, "stage3": 1.0}
+
+
+def test_state_that_does_not_fit_the_grown_model_is_refused(make_rm):
+    rm1_with_refine = make_rm(stage=1, decoder_refine_blocks=1)  # a refinement block RM_1's growth would not have
+    with pytest.raises(
+        RuntimeError, match=r"^state does not fit the grown model: missing \[\], unexpected \['decoder"
+    ):
+        build_curriculum_model(rm1_with_refine, 1, [])
