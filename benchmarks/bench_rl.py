@@ -37,7 +37,14 @@ import torch
 
 from finpercep_hf.scripting import parse_arguments
 from finpercep_hf.scripting.benchmarking import RLBenchmarkArguments, StepTimer, build_components, write_report
-from finpercep_hf.trainers import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, REFLConfig, REFLTrainer
+from finpercep_hf.trainers import (
+    DiffusionDPOConfig,
+    DiffusionDPOTrainer,
+    DiffusionGRPOConfig,
+    DiffusionGRPOTrainer,
+    REFLConfig,
+    REFLTrainer,
+)
 
 METHODS = ("refl", "dpo", "grpo")
 
@@ -70,9 +77,15 @@ def build_trainer(method: str, args: BenchRLArguments, output_dir: str, timer: S
             REFLConfig(min_stop_step=refl_stop_step(args.num_inference_steps), **common),
         )
     elif method == "dpo":
-        trainer_class, config = DPOTrainer, DPOConfig(num_candidates=args.candidates, **common)
+        trainer_class, config = (
+            DiffusionDPOTrainer,
+            DiffusionDPOConfig(num_samples_per_image=args.candidates, **common),
+        )
     else:
-        trainer_class, config = GRPOTrainer, GRPOConfig(group_size=args.candidates, **common)
+        trainer_class, config = (
+            DiffusionGRPOTrainer,
+            DiffusionGRPOConfig(num_samples_per_image=args.candidates, **common),
+        )
     return trainer_class(generator, reward=rm, args=config, train_dataset=dataset, callbacks=[timer])
 
 
@@ -83,7 +96,7 @@ def run_method(method: str, args: BenchRLArguments) -> dict:
         trainer = build_trainer(method, args, output_dir, timer)
         built = resident_mib()
         stop_step = refl_stop_step(args.num_inference_steps)  # every REFL update does the same work
-        with mock.patch("finpercep_hf.trainers.refl.random.randint", return_value=stop_step):
+        with mock.patch.object(REFLTrainer, "draw_stop_step", return_value=stop_step):
             trainer.train()
     result = {"method": method, "ms": statistics.median(timer.times[1:]), "times": timer.times[1:]}
     if args.device == "cuda":
