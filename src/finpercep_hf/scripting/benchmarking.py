@@ -10,7 +10,14 @@ from pathlib import Path
 import torch
 from transformers import CLIPVisionConfig, TrainerCallback
 
-from ..generators import SDUpscalerGenerator, build_sd_upscaler_pipeline
+from ..generators import (
+    ControlNetSRGenerator,
+    FeedForwardSRGenerator,
+    OneStepSRGenerator,
+    SDUpscalerGenerator,
+    build_sd_upscaler_pipeline,
+)
+from ..generators.random_families import build_controlnet_sr_pipeline, build_feed_forward_network, build_sd_pipeline
 from ..models import FinPercepConfig, FinPercepRewardModel
 
 RM_VISION = {
@@ -18,6 +25,7 @@ RM_VISION = {
     "x4": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16),
 }
 DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+GENERATOR_FAMILIES = ("sd_upscaler", "controlnet_sr", "one_step", "feed_forward")
 
 
 @dataclass
@@ -70,14 +78,30 @@ class StepTimer(TrainerCallback):
             self.peaks.append(torch.cuda.max_memory_allocated() / 2**30)
 
 
+def build_generator(family: str, size: str, num_inference_steps: int):
+    """A random generator of ``family`` (one of ``GENERATOR_FAMILIES``; ``size="x4"`` exists for the SD-x4 upscaler
+    only, the other families are tiny)."""
+    if family not in GENERATOR_FAMILIES:
+        raise ValueError(f"family must be one of {GENERATOR_FAMILIES}, got {family!r}.")
+    if family != "sd_upscaler" and size != "tiny":
+        raise ValueError(f"size {size!r} is available for the sd_upscaler family only.")
+    if family == "sd_upscaler":
+        pipeline = build_sd_upscaler_pipeline(size)
+        return SDUpscalerGenerator.from_pipeline(pipeline, num_inference_steps=num_inference_steps)
+    if family == "controlnet_sr":
+        pipeline = build_controlnet_sr_pipeline()
+        return ControlNetSRGenerator.from_pipeline(pipeline, num_inference_steps=num_inference_steps)
+    if family == "one_step":
+        return OneStepSRGenerator.from_pipeline(build_sd_pipeline())
+    return FeedForwardSRGenerator(build_feed_forward_network("ESRGAN"))
+
+
 def build_components(
-    args: RLBenchmarkArguments, output_dir: str
+    args: RLBenchmarkArguments, output_dir: str, family: str = "sd_upscaler"
 ) -> tuple[SDUpscalerGenerator, FinPercepRewardModel, list[dict], dict]:
-    """The pieces every RL benchmark shares: generator, frozen stage-1 RM, random LR/HR data (``image_lr`` (3, l, l)
-    and ``image_gt`` (3, 4l, 4l) in [0, 1]) and the `GeneratorTrainerConfig` loop settings."""
-    pipeline = build_sd_upscaler_pipeline(args.size)
-    generator = SDUpscalerGenerator.from_pipeline(pipeline, num_inference_steps=args.num_inference_steps)
-    del pipeline.text_encoder
+    """The pieces every RL benchmark shares: a random generator of ``family``, frozen stage-1 RM, random LR/HR data
+    (``image_lr`` (3, l, l) and ``image_gt`` (3, 4l, 4l) in [0, 1]) and the `GeneratorTrainerConfig` loop settings."""
+    generator = build_generator(family, args.size, args.num_inference_steps)
     torch.manual_seed(0)
     config = FinPercepConfig(vision_config=CLIPVisionConfig(**RM_VISION[args.size]), projection_dim=64, stage=1)
     rm = FinPercepRewardModel(config).eval().requires_grad_(False)
@@ -111,10 +135,12 @@ def write_report(report: str, output: Path | None) -> None:
 
 __all__ = [
     "DTYPES",
+    "GENERATOR_FAMILIES",
     "RM_VISION",
     "RLBenchmarkArguments",
     "StepTimer",
     "build_components",
+    "build_generator",
     "synchronize",
     "write_report",
 ]

@@ -10,7 +10,9 @@ from torch.utils.data import Dataset as TorchDataset
 
 from ..curriculum import CCLRewardCallback, CCLSchedule
 from ..data import LRHRDataset, PreferencePairDataset
-from ..generators import SDUpscalerGenerator
+from ..generators import FidelityConfig
+from ..generators.controlnet_sr import TRAINABLE_PARTS
+from ..generators.loading import GENERATOR_LOADERS, load_generator_with_options
 from ..rewards import REWARD_TYPES, as_reward_function
 from ..trainers import GeneratorTrainer, GeneratorTrainerConfig
 
@@ -23,7 +25,7 @@ class GeneratorScriptArguments:
     """The generator, the reward schedule and the training images of a generator RL script."""
 
     pretrained_model_name_or_path: str = field(
-        metadata={"help": "A StableDiffusionUpscalePipeline checkpoint (Hub id or directory)."}
+        metadata={"help": "The generator: a pipeline (Hub id or directory), an SR weights file or module.py:Name."}
     )
     reward_schedule: str = field(
         metadata={"help": "STEP:RM_CHECKPOINT,...: the RM_k in force from each update on (one entry: no curriculum)."}
@@ -38,8 +40,19 @@ class GeneratorScriptArguments:
     image_column: str = field(default="image_gt", metadata={"help": "HR image column of --dataset."})
     degradation: str = field(default="bicubic", metadata={"help": f"How LR is made from HR: {DEGRADATIONS}."})
     resolution: int = field(default=512, metadata={"help": "HR crop size (LR is resolution / 4)."})
-    prompt: str = field(default="", metadata={"help": "Prompt of the upscaler (encoded once)."})
-    noise_level: int = field(default=20, metadata={"help": "Noise level added to the LR conditioning."})
+    generator: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Generator family, one of {sorted(GENERATOR_LOADERS)} (default: detected from "
+            "--pretrained_model_name_or_path: a pipeline's model_index.json, a spandrel weights file, module.py:Name)."
+        },
+    )
+    prompt: str | None = field(default=None, metadata={"help": "Prompt of a diffusion generator (encoded once; '')."})
+    noise_level: int | None = field(default=None, metadata={"help": "SD-x4 upscaler: LR noise level (20)."})
+    controlnet: str | None = field(default=None, metadata={"help": "controlnet_sr: a ControlNet for an SD2 base."})
+    trainable: str | None = field(
+        default=None, metadata={"help": f"controlnet_sr: the trained part, one of {TRAINABLE_PARTS} ('unet')."}
+    )
     # Offline Diffusion-DPO (``--preference_source offline``)
     chosen_column: str = field(default="image_syn", metadata={"help": "Offline DPO: the preferred image column."})
     rejected_column: str = field(default="image_sr", metadata={"help": "Offline DPO: the rejected image column."})
@@ -51,6 +64,10 @@ class GeneratorScriptArguments:
             raise ValueError(f"--degradation must be one of {DEGRADATIONS}, got {self.degradation!r}.")
         if self.resolution < 4 or self.resolution % 4:
             raise ValueError(f"--resolution must be a positive multiple of 4, got {self.resolution}.")
+        if self.generator is not None and self.generator not in GENERATOR_LOADERS:
+            raise ValueError(f"--generator must be one of {sorted(GENERATOR_LOADERS)}, got {self.generator!r}.")
+        if self.trainable is not None and self.trainable not in TRAINABLE_PARTS:
+            raise ValueError(f"--trainable must be one of {TRAINABLE_PARTS}, got {self.trainable!r}.")
         CCLSchedule.from_string(self.reward_schedule)  # a bad schedule fails here, before any model loads
 
 
@@ -126,14 +143,20 @@ def train_generator(
     config: GeneratorTrainerConfig,
     train_dataset: TorchDataset,
     eval_dataset: TorchDataset,
+    fidelity: FidelityConfig | None = None,
 ) -> GeneratorTrainer:
-    """Load the generator and the first RM of ``--reward_schedule``, then train under the CCL reward callback."""
+    """Load the generator (any family, see `load_generator_with_options`; ``fidelity``: REFL's terms of the direct
+    generators) and the first RM of ``--reward_schedule``, then train under the CCL reward callback."""
     config.base_model = config.base_model or script_args.pretrained_model_name_or_path
-    generator = SDUpscalerGenerator.from_pretrained(
+    generator = load_generator_with_options(
         script_args.pretrained_model_name_or_path,
+        script_args.generator,
+        num_inference_steps=config.num_inference_steps,
         prompt=script_args.prompt,
         noise_level=script_args.noise_level,
-        num_inference_steps=config.num_inference_steps,
+        controlnet=script_args.controlnet,
+        trainable=script_args.trainable,
+        fidelity=fidelity,
     )
     schedule = CCLSchedule.from_string(script_args.reward_schedule)
     reward = as_reward_function(schedule.stages[0].checkpoint, reward_type=script_args.reward)
