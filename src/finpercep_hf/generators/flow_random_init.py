@@ -21,12 +21,11 @@ from diffusers import (
     StableDiffusion3Pipeline,
 )
 
-from .flow_sd3 import CONDITIONING_MODES, FlowSRGenerator
+from .flow_sd3 import CONDITIONING_MODES, PROMPT_EMBEDS_FILE, FlowSRGenerator
 from .prompt_embeds import save_prompt_embeddings
 from .sd3_lr_stream import SD3LRStreamTransformer2DModel
 
 FLOW_SIZES = ("tiny", "sd35-medium")
-PROMPT_EMBEDS_FILE = "prompt_embeds.safetensors"
 TRANSFORMER_CONFIGS = {
     "tiny": dict(
         sample_size=32,
@@ -134,7 +133,6 @@ def save_tiny_flow_sr(save_directory: str | Path, conditioning: str = "lr_stream
 
 __all__ = [
     "FLOW_SIZES",
-    "PROMPT_EMBEDS_FILE",
     "build_flow_sr_components",
     "build_flow_sr_generator",
     "build_flow_sr_pipeline",

@@ -52,6 +52,15 @@ LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 DEFAULT_FLOW_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 CONDITIONING_MODES = ("lr_stream", "controlnet")
 LR_KEYWORD = "controlnet_image"
+PROMPT_EMBEDS_FILE = "prompt_embeds.safetensors"
+FLOW_PIPELINES = ("StableDiffusion3Pipeline", "StableDiffusion3ControlNetPipeline", "StableDiffusion3Img2ImgPipeline")
+
+
+def is_flow_checkpoint(name_or_path: str) -> bool:
+    """Whether the checkpoint's ``model_index.json`` names an SD3-family (flow-matching) pipeline."""
+    from diffusers import DiffusionPipeline
+
+    return DiffusionPipeline.load_config(name_or_path).get("_class_name") in FLOW_PIPELINES
 
 
 def import_class(spec: str) -> type:
@@ -152,8 +161,11 @@ class FlowSRGenerator:
         it is an `SD3LRStreamTransformer2DModel`; else (a stock SD3 / SD3.5 transformer) ``controlnet`` mode with
         the `SD3ControlNetModel` at ``controlnet`` (or the checkpoint's ``controlnet/``) or, without one, the SD3
         weights in an `SD3LRStreamTransformer2DModel` with a fresh LR stream. The prompt embeddings come from
-        ``prompt_embeds_file`` if it exists, else from the checkpoint's text encoders (then written to that file).
+        ``prompt_embeds_file`` if it exists (default: the checkpoint's ``prompt_embeds.safetensors`` when it is a
+        directory holding one), else from the checkpoint's text encoders (then written to that file).
         """
+        if prompt_embeds_file is None and (Path(name_or_path) / PROMPT_EMBEDS_FILE).is_file():
+            prompt_embeds_file = Path(name_or_path) / PROMPT_EMBEDS_FILE
         transformer_config = SD3Transformer2DModel.load_config(name_or_path, subfolder="transformer")
         if controlnet is None and (Path(name_or_path) / "controlnet").is_dir():
             controlnet = str(Path(name_or_path) / "controlnet")
@@ -416,4 +428,13 @@ class FlowSRGenerator:
             )
 
 
-__all__ = ["CONDITIONING_MODES", "DEFAULT_FLOW_LORA_TARGETS", "FlowSRGenerator", "LR_KEYWORD", "import_class"]
+__all__ = [
+    "CONDITIONING_MODES",
+    "DEFAULT_FLOW_LORA_TARGETS",
+    "FLOW_PIPELINES",
+    "FlowSRGenerator",
+    "LR_KEYWORD",
+    "PROMPT_EMBEDS_FILE",
+    "import_class",
+    "is_flow_checkpoint",
+]

@@ -21,7 +21,7 @@ PROMPT_EMBEDS_KEYS = ("prompt_embeds", "pooled_prompt_embeds")
 def save_prompt_embeddings(
     path: str | Path, prompt_embeds: torch.Tensor, pooled_prompt_embeds: torch.Tensor, prompt: str = ""
 ) -> Path:
-    """Write (1, L, D) ``prompt_embeds`` and (1, P) ``pooled_prompt_embeds`` to a safetensors file (prompt in metadata)."""
+    """Write (1, L, D) ``prompt_embeds`` and (1, P) ``pooled_prompt_embeds`` to safetensors (prompt as metadata)."""
     if prompt_embeds.ndim != 3 or pooled_prompt_embeds.ndim != 2:
         raise ValueError(
             f"prompt_embeds must be (1, L, D) and pooled_prompt_embeds (1, P), got {tuple(prompt_embeds.shape)} "

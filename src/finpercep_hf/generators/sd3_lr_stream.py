@@ -148,7 +148,9 @@ class SD3LRStreamTransformer2DModel(SD3Transformer2DModel):
     Example:
 
     ```python
-    >>> base = SD3Transformer2DModel.from_pretrained("stabilityai/stable-diffusion-3.5-medium", subfolder="transformer")
+    >>> base = SD3Transformer2DModel.from_pretrained(
+    ...     "stabilityai/stable-diffusion-3.5-medium", subfolder="transformer"
+    ... )
     >>> model = SD3LRStreamTransformer2DModel.from_sd3(base)  # SD3.5 weights, LR stream initialised as DiT4SR's
     >>> velocity = model(latents, controlnet_image=lr_latents, encoder_hidden_states=prompt_embeds,
     ...                  pooled_projections=pooled, timestep=t).sample  # (B, 16, h, w)
@@ -201,7 +203,7 @@ class SD3LRStreamTransformer2DModel(SD3Transformer2DModel):
 
     @classmethod
     def from_sd3(cls, transformer: SD3Transformer2DModel) -> SD3LRStreamTransformer2DModel:
-        """An LR-stream model with the weights of an SD3 / SD3.5 ``transformer`` and a freshly initialised LR stream."""
+        """An LR-stream model with an SD3 / SD3.5 ``transformer``'s weights and a freshly initialised LR stream."""
         config = {key: value for key, value in transformer.config.items() if not key.startswith("_")}
         model = cls(**config).to(transformer.dtype)
         missing, unexpected = model.load_state_dict(transformer.state_dict(), strict=False)

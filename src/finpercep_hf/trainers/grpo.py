@@ -1,4 +1,5 @@
-"""GRPO for diffusion SR generators: DDIM (eta > 0) as the policy, group-relative advantages, PPO clipped surrogate.
+"""GRPO for diffusion SR generators: a stochastic sampler (DDIM or the flow SDE) as the policy, group-relative
+advantages, PPO clipped surrogate.
 
 DanceGRPO / DDPO style (https://huggingface.co/papers/2505.07818, https://huggingface.co/papers/2305.13301): for each
 LR image sample ``group_size`` SR images with a stochastic DDIM sampler, storing the trajectory (latents, next
@@ -16,9 +17,10 @@ is computed and the clipping never acts (on-policy GRPO, REINFORCE with group ba
 trains each rollout in ``n`` consecutive micro-batches, so that after an optimizer update the ratio departs from 1
 and the clipped surrogate limits the step, as PPO's inner epochs (the rollout buffer is not checkpointed).
 
-The sampler is a `DDIMScheduler` built from the generator's scheduler config (the SD-x4 upscaler's own is one),
-used with `ddim_step_with_logprob`; a flow-matching generator would use `flow_sde_step_with_logprob` the same way,
-but no flow-matching generator is wrapped yet, so the trainer supports DDPM-family (epsilon / sample / v) UNets.
+The policy comes from the generator (`stochastic_policy` in `generators/policy.py`): DDIM with ``eta > 0``
+(`ddim_step_with_logprob`) over the generator's scheduler config for DDPM-family UNets such as the SD-x4 upscaler;
+the Flow-GRPO SDE (`flow_sde_step_with_logprob`, ``eta`` as its noise level) for flow-matching generators
+([`FlowSRGenerator`]).
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from diffusers import DDIMScheduler
 
 from ..generators.base import SRCondition
-from ..generators.ddim_logprob import ddim_step_with_logprob, gaussian_kl
+from ..generators.ddim_logprob import gaussian_kl
+from ..generators.policy import stochastic_policy
 from .base import GeneratorTrainer, GeneratorTrainerConfig
 
 ADVANTAGE_STD_SCOPES = ("group", "global")
@@ -112,7 +114,10 @@ class GRPOConfig(GeneratorTrainerConfig):
     # Rollouts
     group_size: int = field(default=8, metadata={"help": "Samples K per LR image, one GRPO group (8)."})
     num_inference_steps: int = field(default=20, metadata={"help": "DDIM steps of a rollout (20)."})
-    eta: float = field(default=1.0, metadata={"help": "DDIM eta > 0 of the stochastic policy (1.0 = DDPM variance)."})
+    eta: float = field(
+        default=1.0,
+        metadata={"help": "DDIM eta > 0 (1.0 = DDPM variance); flow generators: the SDE noise level (Flow-GRPO 0.7)."},
+    )
     rollout_reuse: int = field(
         default=1, metadata={"help": "Micro-batches each rollout is trained in (PPO inner epochs; 1 = on-policy)."}
     )
@@ -166,7 +171,7 @@ class GRPORollout:
         latents: (N, T, C, h, w) x_t before each step.
         next_latents: (N, T, C, h, w) the sampled x_{t-1}.
         log_probs: (N, T) float32 log-probabilities of the steps under the sampling policy.
-        timesteps: (T,) long, the scheduler timesteps.
+        timesteps: (T,) the policy's timesteps (what the denoiser is called with).
         condition: the `SRCondition` of the N samples (the LR image and its noise level, shared within a group).
         rewards: (N,) float32 rewards of the final images.
         advantages: (N,) float32 clipped group-relative advantages.
@@ -211,8 +216,9 @@ class GRPOTrainer(GeneratorTrainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.sampling_scheduler = DDIMScheduler.from_config(self.generator.scheduler.config)
-        self.sampling_scheduler.set_timesteps(self.args.num_inference_steps, device=self.accelerator.device)
+        self.policy = stochastic_policy(
+            self.generator, self.args.num_inference_steps, self.args.eta, device=self.accelerator.device
+        )
         self.rollout_buffer: list[list] = []
 
     @torch.no_grad()
@@ -221,13 +227,13 @@ class GRPOTrainer(GeneratorTrainer):
 
         The advantages use the rewards of every process (``advantage_std="global"`` is global over all of them).
         """
-        args, generator, scheduler = self.args, self.generator, self.sampling_scheduler
+        args, generator, policy = self.args, self.generator, self.policy
         condition = generator.encode_condition(image_lr, generator=rng).repeat(args.group_size)
         latents = generator.prepare_latents(condition, generator=rng)
         steps = []
-        for timestep in scheduler.timesteps:
+        for step_index, timestep in enumerate(policy.timesteps):
             model_output = generator.denoise(latents, timestep, condition)
-            step = ddim_step_with_logprob(scheduler, model_output, timestep, latents, eta=args.eta, generator=rng)
+            step = policy.step(model_output, step_index, latents, generator=rng)
             steps.append((latents, step.prev_sample, step.log_prob))
             latents = step.prev_sample
         images = generator.decode(latents)
@@ -241,7 +247,7 @@ class GRPOTrainer(GeneratorTrainer):
             latents=torch.stack([s[0] for s in steps], dim=1),
             next_latents=torch.stack([s[1] for s in steps], dim=1),
             log_probs=torch.stack([s[2] for s in steps], dim=1),
-            timesteps=scheduler.timesteps.clone(),
+            timesteps=policy.timesteps.clone(),
             condition=condition,
             rewards=rewards,
             advantages=all_advantages[start : start + rewards.shape[0]],
@@ -261,9 +267,7 @@ class GRPOTrainer(GeneratorTrainer):
                 model_output = self.generator.denoise(latents, timesteps, rollout.condition)
         else:
             model_output = self.generator.denoise(latents, timesteps, rollout.condition)
-        return ddim_step_with_logprob(
-            self.sampling_scheduler, model_output, timesteps, latents, eta=self.args.eta, prev_sample=next_latents
-        )
+        return self.policy.step(model_output, step_index, latents, prev_sample=next_latents)
 
     def unit_loss(self, rollout: GRPORollout, step_index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Clipped surrogate (+ ``kl_beta`` * KL to the reference) of one step per sample of ``rollout``."""
