@@ -25,17 +25,19 @@ from transformers import HfArgumentParser
 
 from finpercep_hf.curriculum import CCLRewardCallback, CCLSchedule
 from finpercep_hf.generators import SDUpscalerGenerator
+from finpercep_hf.generators.flow_sd3 import FlowSRGenerator, is_flow_checkpoint
 from finpercep_hf.rewards import REWARD_TYPES, as_reward_function
 from finpercep_hf.trainers import GeneratorTrainer, GeneratorTrainerConfig, LRHRDataset, REFLConfig, REFLTrainer
 
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
 DEGRADATIONS = ("bicubic", "realesrgan")
+GENERATOR_FAMILIES = ("auto", "sd-upscaler", "flow")
 
 
 @dataclass
 class ScriptArguments:
     pretrained_model_name_or_path: str = field(
-        metadata={"help": "A StableDiffusionUpscalePipeline checkpoint (Hub id or directory)."}
+        metadata={"help": "A StableDiffusionUpscalePipeline or SD3-family (flow) checkpoint (Hub id or directory)."}
     )
     reward_schedule: str = field(
         metadata={"help": "STEP:RM_CHECKPOINT,...: the RM_k in force from each update on (one entry: no curriculum)."}
@@ -52,6 +54,15 @@ class ScriptArguments:
     resolution: int = field(default=512, metadata={"help": "HR crop size (LR is resolution / 4)."})
     prompt: str = field(default="", metadata={"help": "Prompt of the upscaler (encoded once)."})
     noise_level: int = field(default=20, metadata={"help": "Noise level added to the LR conditioning."})
+    generator: str = field(
+        default="auto", metadata={"help": f"Generator family: {GENERATOR_FAMILIES} (auto: from model_index.json)."}
+    )
+    prompt_embeds_file: str | None = field(
+        default=None, metadata={"help": "Flow: cached prompt embeddings (written on first use; no text encoders)."}
+    )
+    transformer_class: str | None = field(
+        default=None, metadata={"help": "Flow: your transformer class as 'module.py:Class' (e.g. DiT4SR's)."}
+    )
 
 
 def load_train_split(path: str) -> Dataset:
@@ -111,12 +122,24 @@ def run_generator_training(
     config.base_model = config.base_model or script_args.pretrained_model_name_or_path
 
     # Load models
-    generator = SDUpscalerGenerator.from_pretrained(
-        script_args.pretrained_model_name_or_path,
-        prompt=script_args.prompt,
-        noise_level=script_args.noise_level,
-        num_inference_steps=config.num_inference_steps,
-    )
+    family, path = script_args.generator, script_args.pretrained_model_name_or_path
+    if family not in GENERATOR_FAMILIES:
+        raise ValueError(f"--generator must be one of {GENERATOR_FAMILIES}, got {family!r}.")
+    if family == "flow" or (family == "auto" and is_flow_checkpoint(path)):
+        generator = FlowSRGenerator.from_pretrained(
+            path,
+            prompt=script_args.prompt,
+            prompt_embeds_file=script_args.prompt_embeds_file,
+            transformer_class=script_args.transformer_class,
+            num_inference_steps=config.num_inference_steps,
+        )
+    else:
+        generator = SDUpscalerGenerator.from_pretrained(
+            path,
+            prompt=script_args.prompt,
+            noise_level=script_args.noise_level,
+            num_inference_steps=config.num_inference_steps,
+        )
     schedule = CCLSchedule.from_string(script_args.reward_schedule)
     reward = as_reward_function(schedule.stages[0].checkpoint, reward_type=script_args.reward)
 

@@ -6,6 +6,9 @@
   ``base_model`` or, when that is None, from the ``base_model`` field of the run's model card (README.md);
 * a training run directory with a full UNet (``unet/``, trained without LoRA): the same, with that UNet swapped in;
 * a `StableDiffusionUpscalePipeline` checkpoint (local directory or Hub id).
+
+An SD3-family base or checkpoint (``model_index.json`` naming an SD3 pipeline) gives a [`FlowSRGenerator`] instead,
+with the run's LoRA loaded into its transformer (or the run's full transformer, saved under ``unet/``).
 """
 
 from __future__ import annotations
@@ -35,19 +38,29 @@ def _run_base_model(run_dir: Path, base_model: str | None) -> str:
 
 
 def load_generator(path: str | os.PathLike, base_model: str | None = None, num_inference_steps: int | None = None):
-    """Load an SR generator ([`SDUpscalerGenerator`]) from a training run or a pipeline (see the module docstring)."""
+    """Load an SR generator ([`SDUpscalerGenerator`] or [`FlowSRGenerator`]) from a training run or a pipeline (see
+    the module docstring)."""
     from diffusers import StableDiffusionUpscalePipeline, UNet2DConditionModel
 
     from ..generators import LORA_WEIGHT_NAME, SDUpscalerGenerator
+    from ..generators.flow_sd3 import FlowSRGenerator, is_flow_checkpoint
 
     options = {} if num_inference_steps is None else {"num_inference_steps": num_inference_steps}
     path = Path(path)
     has_lora, has_unet = (path / LORA_WEIGHT_NAME).is_file(), (path / "unet").is_dir()
     if not (has_lora or has_unet) or (path / "model_index.json").is_file():
+        if is_flow_checkpoint(str(path)):
+            return FlowSRGenerator.from_pretrained(str(path), **options)
         return SDUpscalerGenerator.from_pretrained(str(path), **options)
-    pipeline = StableDiffusionUpscalePipeline.from_pretrained(
-        _run_base_model(path, base_model), safety_checker=None, watermarker=None
-    )
+    base = _run_base_model(path, base_model)
+    if is_flow_checkpoint(base):
+        generator = FlowSRGenerator.from_pretrained(base, **options)
+        if has_lora:
+            generator.transformer.load_lora_adapter(str(path), weight_name=LORA_WEIGHT_NAME, prefix="transformer")
+        else:
+            generator.trainable_model = type(generator.transformer).from_pretrained(path / "unet")
+        return generator
+    pipeline = StableDiffusionUpscalePipeline.from_pretrained(base, safety_checker=None, watermarker=None)
     if has_lora:
         pipeline.load_lora_weights(str(path), weight_name=LORA_WEIGHT_NAME)
     else:

@@ -9,6 +9,7 @@ built: the prompt embeddings (1, 154, 4096) / (1, 2048) are random stand-ins of 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -123,10 +124,19 @@ def build_flow_sr_pipeline(size: str = "tiny", conditioning: str = "lr_stream", 
 
 
 def save_tiny_flow_sr(save_directory: str | Path, conditioning: str = "lr_stream", seed: int = 0) -> Path:
-    """`save_pretrained` the tiny random pipeline and write its prompt embeddings to ``prompt_embeds.safetensors``."""
+    """`save_pretrained` the tiny random pipeline and write its prompt embeddings to ``prompt_embeds.safetensors``.
+
+    ``model_index.json`` names the transformer by its diffusers base class (`SD3Transformer2DModel`), so that the
+    stock pipeline loads the directory (pass ``transformer=`` to keep the LR stream); ``transformer/config.json``
+    keeps the real class, which [`FlowSRGenerator.from_pretrained`] reads.
+    """
     save_directory = Path(save_directory)
     pipeline, (prompt_embeds, pooled_prompt_embeds) = build_flow_sr_pipeline("tiny", conditioning, seed)
     pipeline.save_pretrained(save_directory)
+    index_path = save_directory / "model_index.json"
+    index = json.loads(index_path.read_text())
+    index["transformer"] = ["diffusers", SD3Transformer2DModel.__name__]
+    index_path.write_text(json.dumps(index, indent=2) + "\n")
     save_prompt_embeddings(save_directory / PROMPT_EMBEDS_FILE, prompt_embeds, pooled_prompt_embeds)
     return save_directory
 
