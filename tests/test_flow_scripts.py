@@ -7,7 +7,7 @@ from diffusers import StableDiffusion3Pipeline
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from finpercep_hf.generators.flow_random_init import save_tiny_flow_sr
+from finpercep_hf.generators.flow_random_init import TEXT_COMPONENTS, save_tiny_flow_sr
 from finpercep_hf.generators.flow_sd3 import PROMPT_EMBEDS_FILE
 from finpercep_hf.generators.prompt_embeds import load_prompt_embeddings
 from finpercep_hf.generators.sd3_lr_stream import SD3LRStreamTransformer2DModel
@@ -70,7 +70,9 @@ def test_flow_script_switches_stage_checkpoints_resumes_and_saves_sd3_lora(
     assert lora_b and any(tensor.abs().sum() > 0 for tensor in lora_b)
     # the stock SD3 pipeline loads the LoRA (diffusers' format) into the LR-stream transformer
     transformer = SD3LRStreamTransformer2DModel.from_pretrained(checkpoint, subfolder="transformer")
-    pipeline = StableDiffusion3Pipeline.from_pretrained(checkpoint, transformer=transformer)
+    pipeline = StableDiffusion3Pipeline.from_pretrained(
+        checkpoint, transformer=transformer, **dict.fromkeys(TEXT_COMPONENTS)
+    )
     prompt_embeds, pooled = load_prompt_embeddings(checkpoint / PROMPT_EMBEDS_FILE)
     call = dict(prompt_embeds=prompt_embeds, pooled_prompt_embeds=pooled, height=32, width=32, guidance_scale=1.0)
     call.update(num_inference_steps=2, output_type="latent")

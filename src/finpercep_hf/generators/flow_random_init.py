@@ -64,6 +64,7 @@ VAE_CONFIGS = {
     "sd35-medium": dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2),
 }
 PROMPT_LENGTHS = {"tiny": 8, "sd35-medium": 154}
+TEXT_COMPONENTS = tuple(f"{kind}{suffix}" for kind in ("text_encoder", "tokenizer") for suffix in ("", "_2", "_3"))
 
 
 def build_flow_sr_components(size: str = "tiny", conditioning: str = "lr_stream", seed: int = 0) -> dict:
@@ -128,7 +129,8 @@ def save_tiny_flow_sr(save_directory: str | Path, conditioning: str = "lr_stream
 
     ``model_index.json`` names the transformer by its diffusers base class (`SD3Transformer2DModel`), so that the
     stock pipeline loads the directory (pass ``transformer=`` to keep the LR stream); ``transformer/config.json``
-    keeps the real class, which [`FlowSRGenerator.from_pretrained`] reads.
+    keeps the real class, which [`FlowSRGenerator.from_pretrained`] reads. No text encoders are saved: pass
+    ``dict.fromkeys(TEXT_COMPONENTS)`` to the pipeline's ``from_pretrained``.
     """
     save_directory = Path(save_directory)
     pipeline, (prompt_embeds, pooled_prompt_embeds) = build_flow_sr_pipeline("tiny", conditioning, seed)
@@ -143,6 +145,7 @@ def save_tiny_flow_sr(save_directory: str | Path, conditioning: str = "lr_stream
 
 __all__ = [
     "FLOW_SIZES",
+    "TEXT_COMPONENTS",
     "build_flow_sr_components",
     "build_flow_sr_generator",
     "build_flow_sr_pipeline",
