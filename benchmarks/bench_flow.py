@@ -155,9 +155,8 @@ def bare_update(method: str, pieces: dict[str, float], args) -> float:
     b, bk, steps = args.batch_size, args.batch_size * args.candidates, args.num_inference_steps
     if method == "refl":
         stop = refl_stop_step(steps)
-        return pieces[f"enc@{b}"] + stop * pieces[f"fwd@{b}"] + pieces[f"fwd+bwd@{b}"] + (
-            pieces[f"dec+bwd@{b}"] + pieces[f"rm+bwd@{b}"]
-        )
+        grad_step = pieces[f"fwd+bwd@{b}"] + pieces[f"dec+bwd@{b}"] + pieces[f"rm+bwd@{b}"]
+        return pieces[f"enc@{b}"] + stop * pieces[f"fwd@{b}"] + grad_step
     rollout = steps * pieces[f"fwd@{bk}"] + pieces[f"dec@{bk}"] + pieces[f"rm@{bk}"]
     if method == "dpo":
         return pieces[f"enc@{bk}"] + rollout + pieces[f"enc@{b}"] + pieces[f"fwd@{2 * b}"] + pieces[f"fwd+bwd@{2 * b}"]
@@ -220,12 +219,12 @@ def main() -> None:
     memory = "CUDA max_memory_allocated" if args.device == "cuda" else "CPU resident-set growth over the built models"
     lines = [
         f"bench_flow: device={args.device} dtype={args.dtype} size={args.size} "
-        f"({results['refl']['params_m']:.1f} M transformer params incl. LR stream and LoRA) batch={args.batch_size} "
+        f"({results['refl']['params_m']:.2f} M transformer params incl. LR stream and LoRA) batch={args.batch_size} "
         f"LR {args.lr_size}->{args.lr_size * 4} T={args.num_inference_steps} K={args.candidates} "
         f"gradient_checkpointing={args.gradient_checkpointing} torch={torch.__version__} threads=1 steps={args.steps}",
         f"peak memory = {memory}",
         "",
-        f"{'method':8s} {'trainer (ms)':>13s} {'bare (ms)':>10s} {'ratio':>6s} {'peak (MiB)':>11s}   update times (ms)",
+        f"{'method':8s} {'trainer (ms)':>13s} {'bare (ms)':>10s} {'ratio':>6s} {'peak (MiB)':>11s}   updates (ms)",
     ]
     for method, result in results.items():
         times = ", ".join(f"{t:.0f}" for t in result["times"])

@@ -17,6 +17,7 @@ median of ``--steps`` updates after one warm-up, timed inside the trainer's own 
     python benchmarks/bench_rl.py                                   # CPU, tiny models
     python benchmarks/bench_rl.py --device cuda --dtype bf16 --size x4 --batch-size 1 --lr-size 128 \
         --num-inference-steps 20 --candidates 4
+    python benchmarks/bench_rl.py --generator flow                  # the flow generator (see bench_flow.py)
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ def resident_mib() -> float:
 
 
 def build_trainer(method: str, args, output_dir: str, timer: StepTimer):
-    generator, rm, dataset, common = build_components(args, output_dir)
+    if args.generator == "flow":
+        from bench_flow import build_flow_components
+
+        generator, rm, dataset, common = build_flow_components(args, output_dir)
+    else:
+        generator, rm, dataset, common = build_components(args, output_dir)
     if method == "refl":
         trainer_class, config = (
             REFLTrainer,
@@ -86,7 +92,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="Where to run.")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="Mixed precision of the run.")
-    parser.add_argument("--size", choices=("tiny", "x4"), default="tiny", help="Generator and RM size.")
+    parser.add_argument("--generator", choices=("sd-upscaler", "flow"), default="sd-upscaler", help="Generator.")
+    parser.add_argument(
+        "--size", choices=("tiny", "x4", "sd35-medium"), default="tiny", help="Size (x4: SD-x4; sd35-medium: flow)."
+    )
     parser.add_argument("--batch-size", type=int, default=1, help="LR images per update (all methods).")
     parser.add_argument("--lr-size", type=int, default=16, help="LR side (SR side is 4x).")
     parser.add_argument("--num-inference-steps", type=int, default=8, help="Sampling length T (all methods).")
@@ -97,6 +106,8 @@ def main() -> None:
     parser.add_argument("--method", choices=METHODS, default=None, help="(internal) run one method, print JSON.")
     parser.add_argument("--output", type=Path, default=None, help="Also write the table to this file.")
     args = parser.parse_args()
+    if (args.size == "x4" and args.generator == "flow") or (args.size == "sd35-medium" and args.generator != "flow"):
+        parser.error("--size x4 is the SD-x4 upscaler's, --size sd35-medium the flow generator's.")
     if args.device == "cpu":
         os.environ["ACCELERATE_USE_CPU"] = "true"
         # One thread per process: on a small shared CPU, two threads of tiny kernels stall each other.
@@ -122,7 +133,8 @@ def main() -> None:
     peak = {method: statistics.median(r["peak_mib"] for r in runs) for method, runs in results.items()}
     memory = "CUDA max_memory_allocated" if args.device == "cuda" else "CPU resident-set growth over the built models"
     lines = [
-        f"bench_rl: device={args.device} dtype={args.dtype} size={args.size} batch={args.batch_size} "
+        f"bench_rl: generator={args.generator} device={args.device} dtype={args.dtype} size={args.size} "
+        f"batch={args.batch_size} "
         f"LR {args.lr_size}->{args.lr_size * 4} T={args.num_inference_steps} K={args.candidates} "
         f"gradient_checkpointing={args.gradient_checkpointing} torch={torch.__version__} "
         f"threads={torch.get_num_threads()} rounds={args.rounds} steps={args.steps}",
