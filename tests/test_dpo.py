@@ -1,7 +1,6 @@
 """Diffusion-DPO: the losses against hand-computed values, pair forming, and the DPO trainer on a tiny generator."""
 
 import math
-import sys
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from finpercep_hf.images import pil_to_tensor, tensor_to_pil
 from finpercep_hf.trainers import DPOConfig, DPOTrainer, LRHRDataset
 from finpercep_hf.trainers.dpo import PreferencePairDataset
 from finpercep_hf.trainers.preference import diffusion_dpo_loss, form_preference_pairs
-from rl_helpers import SCRIPTS, brightness, launch
+from rl_helpers import brightness, launch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -330,14 +329,11 @@ def test_dpo_script_builds_offline_pairs_from_a_saved_dataset(skimage_photos, tm
     import datasets
     from transformers import HfArgumentParser
 
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import train_dpo
-    finally:
-        sys.path.pop(0)
+    from finpercep_hf.scripting.generator_training import GeneratorScriptArguments, build_preference_datasets
+
     rows = preference_rows(skimage_photos)
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "pairs"))
-    parser = HfArgumentParser(train_dpo.DPOScriptArguments)
+    parser = HfArgumentParser(GeneratorScriptArguments)
     (script_args,) = parser.parse_args_into_dataclasses(
         [
             "--pretrained_model_name_or_path",
@@ -354,11 +350,11 @@ def test_dpo_script_builds_offline_pairs_from_a_saved_dataset(skimage_photos, tm
             "image_sr",
         ]
     )
-    train, evaluation = train_dpo.build_preference_datasets(script_args, "offline")
+    train, evaluation = build_preference_datasets(script_args, "offline")
     assert len(train) == len(rows) and isinstance(evaluation, PreferencePairDataset)
     item = evaluation[0]
     torch.testing.assert_close(item["image_chosen"], item["image_gt"])
     assert not torch.equal(item["image_rejected"], item["image_gt"])
     script_args.dataset = None
     with pytest.raises(ValueError, match="offline needs --dataset"):
-        train_dpo.build_preference_datasets(script_args, "offline")
+        build_preference_datasets(script_args, "offline")

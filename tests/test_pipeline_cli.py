@@ -38,7 +38,9 @@ def test_cli_score_writes_json_overlays_and_reports_bad_inputs(tiny_rm1_dir, ski
     (images / "broken.png").write_bytes((images / "coffee.png").read_bytes()[:200])
     (images / "zero.jpg").write_bytes(b"")
     out = tmp_path / "out"
-    code = main(["score", str(images), "--model", str(tiny_rm1_dir), "--out", str(out), "--batch-size", "2"])
+    code = main(
+        ["score", "--images", str(images), "--model", str(tiny_rm1_dir), "--out", str(out), "--batch_size", "2"]
+    )
     captured = capsys.readouterr()
     assert code == 2
     assert "broken.png" in captured.err and "zero.jpg" in captured.err

@@ -10,23 +10,22 @@ accelerate launch training_scripts/train_grpo.py \
   --output_dir runs/grpo --checkpointing_steps 100 --resume_from_checkpoint latest --validation_steps 100
 ```
 
-Every `GRPOConfig` field is a flag; the data, generator and reward flags are those of ``train_refl.py``. All the
-logic lives in `finpercep_hf.trainers`.
+Every `GRPOConfig` field is a flag; the data, generator and reward flags are `GeneratorScriptArguments`' (as in
+``train_refl.py``). Bad values exit with code 2 before any model loads. All the logic lives in the package.
 """
 
-from __future__ import annotations
-
-from train_refl import ScriptArguments, build_datasets, run_generator_training
-from transformers import HfArgumentParser
-
+from finpercep_hf.scripting import exit_on_bad_input, parse_arguments
+from finpercep_hf.scripting.generator_training import GeneratorScriptArguments, build_lr_hr_datasets, train_generator
 from finpercep_hf.trainers import GRPOConfig, GRPOTrainer
 
 
 def main() -> None:
-    script_args, config = HfArgumentParser((ScriptArguments, GRPOConfig)).parse_args_into_dataclasses()
+    script_args, config = parse_arguments((GeneratorScriptArguments, GRPOConfig))
     # Prepare dataset
-    train_dataset, eval_dataset = build_datasets(script_args)
-    run_generator_training(GRPOTrainer, script_args, config, train_dataset, eval_dataset)
+    with exit_on_bad_input():
+        train_dataset, eval_dataset = build_lr_hr_datasets(script_args)
+    # Load models and train!
+    train_generator(GRPOTrainer, script_args, config, train_dataset, eval_dataset)
 
 
 if __name__ == "__main__":

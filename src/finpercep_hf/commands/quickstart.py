@@ -2,37 +2,31 @@
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..quickstart import QuickstartConfig
+from ..scripting import EXIT_OK, argument_view
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "quickstart",
-        help="Offline end to end: build FGR-mini from skimage photos, train RM_0..RM_3, report on held-out photos.",
-    )
-    parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="Output directory.")
-    parser.add_argument("--train-samples", type=int, default=None, help="FGR-mini training samples.")
-    parser.add_argument("--heldout-samples", type=int, default=None, help="Held-out samples.")
-    parser.add_argument("--stage-steps", default=None, help="Steps per stage, e.g. '0,150,100,100'.")
-    parser.add_argument("--crop-size", type=int, default=None, help="Crop side of FGR-mini samples (pixels).")
-    parser.add_argument("--seed", type=int, default=None, help="Seed of data and training.")
-    parser.set_defaults(func=run)
+NAME = "quickstart"
+HELP = "Offline end to end: build FGR-mini from skimage photos, train RM_0..RM_3, report on held-out photos."
+DESCRIPTION = HELP
+QUICKSTART_FLAGS = ("train_samples", "heldout_samples", "stage_steps", "crop_size", "seed")
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..quickstart import QuickstartConfig, run_quickstart
-
-    overrides = {
-        "train_samples": args.train_samples,
-        "heldout_samples": args.heldout_samples,
-        "stage_steps": args.stage_steps,
-        "crop_size": args.crop_size,
-        "seed": args.seed,
-    }
-    config = QuickstartConfig(**{key: value for key, value in overrides.items() if value is not None})
-    run_quickstart(args.out, config)
-    return 0
+@dataclass
+class QuickstartArguments:
+    out: Path = field(default=Path("runs/quickstart"), metadata={"help": "Output directory."})
 
 
-__all__ = ["register", "run"]
+ARGUMENTS = (QuickstartArguments, argument_view(QuickstartConfig, include=QUICKSTART_FLAGS))
+
+
+def run(args: QuickstartArguments, config_values) -> int:
+    from ..quickstart import run_quickstart
+
+    run_quickstart(args.out, QuickstartConfig(**asdict(config_values)))
+    return EXIT_OK
+
+
+__all__ = ["ARGUMENTS", "DESCRIPTION", "HELP", "NAME", "QuickstartArguments", "run"]

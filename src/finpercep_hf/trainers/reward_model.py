@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import SchedulerType
 
 from ..curriculum.growth import CCL_MODES, export_stage_model, loss_weight_scale
 from ..curriculum.schedule import CCLSchedule
@@ -81,6 +82,12 @@ class FinPercepTrainingArguments(TrainingArguments):
     crop_size: int = field(default=224, metadata={"help": "Training crop side (random crops at several scales)."})
     augment: bool = field(default=True, metadata={"help": "Random crops, scales, flips and colour jitter."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the FGR image columns."})
+    # `TrainingArguments` defaults that differ for FinPercep-RM
+    lr_scheduler_type: SchedulerType | str = field(
+        default="constant_with_warmup", metadata={"help": "transformers LR scheduler name."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
+    seed: int = field(default=0, metadata={"help": "Seed of initialisation, augmentation and data order."})
 
     def __post_init__(self):
         stages, steps = _int_list(self.stages, "stages"), _int_list(self.stage_steps, "stage_steps")
