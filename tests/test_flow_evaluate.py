@@ -21,7 +21,7 @@ def test_evaluate_generator_runs_a_flow_checkpoint_and_its_lora_run(skimage_phot
     checkpoint = save_tiny_flow_sr(tmp_path / "tiny-flow")
     for name in ("astronaut", "coffee"):
         hr = skimage_photos[name].crop((0, 0, 64, 48))
-        for kind, image in (("hr", hr), ("lr", hr.resize((16, 12)))):
+        for kind, image in (("gt", hr), ("lr", hr.resize((16, 12)))):
             (tmp_path / kind).mkdir(exist_ok=True)
             image.save(tmp_path / kind / f"{name}.png")
     torch.manual_seed(0)
@@ -33,8 +33,8 @@ def test_evaluate_generator_runs_a_flow_checkpoint_and_its_lora_run(skimage_phot
     trained.save_lora_weights(run_dir)
 
     out = tmp_path / "out"
-    args = ["evaluate", "--generator", f"flow={checkpoint}", "--generator", str(run_dir), "--base-model",
-            str(checkpoint), "--lr", str(tmp_path / "lr"), "--hr", str(tmp_path / "hr"), "--metrics", "psnr",
+    args = ["evaluate", "--generator", f"flow={checkpoint}", str(run_dir), "--base-model",
+            str(checkpoint), "--lr", str(tmp_path / "lr"), "--gt", str(tmp_path / "gt"), "--metrics", "psnr",
             "--num-inference-steps", "2", "--pad-multiple", "4", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     base = load_generator(checkpoint, num_inference_steps=2)

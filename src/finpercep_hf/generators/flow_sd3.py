@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -39,17 +37,15 @@ from diffusers import (
     StableDiffusion3Pipeline,
 )
 from diffusers.utils import convert_unet_state_dict_to_peft
-from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from torch import nn
 
 from .base import SRCondition, SRSample
+from .peft_lora import LORA_WEIGHT_NAME, PeftLoRAMixin
 from .policy import FlowSDEPolicy
 from .prompt_embeds import cached_prompt_embeddings, load_prompt_embeddings
 from .sd3_lr_stream import SD3LRStreamTransformer2DModel
 
-LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-DEFAULT_FLOW_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 CONDITIONING_MODES = ("lr_stream", "controlnet")
 LR_KEYWORD = "controlnet_image"
 PROMPT_EMBEDS_FILE = "prompt_embeds.safetensors"
@@ -82,7 +78,7 @@ def import_class(spec: str) -> type:
     return getattr(module, class_name)
 
 
-class FlowSRGenerator:
+class FlowSRGenerator(PeftLoRAMixin):
     """A flow-matching SD3-family SR generator driven step by step, LoRA on the transformer through PEFT.
 
     Args:
@@ -199,10 +195,7 @@ class FlowSRGenerator:
     @property
     def transformer(self) -> nn.Module:
         """The bare transformer (unwrapped from DDP/compile wrappers the trainer may have put around it)."""
-        model = self.trainable_model
-        while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-            model = getattr(model, "module", None) or model._orig_mod
-        return model
+        return self.base_model
 
     @property
     def device(self) -> torch.device:
@@ -362,45 +355,6 @@ class FlowSRGenerator:
 
     # LoRA
 
-    def add_lora(
-        self,
-        rank: int,
-        alpha: float | None = None,
-        target_modules: list[str] | None = None,
-        adapter_name: str = "default",
-    ) -> None:
-        """Add a LoRA adapter (PEFT) to the transformer's attention projections and freeze everything else."""
-        if rank < 1:
-            raise ValueError(f"rank must be >= 1, got {rank}.")
-        self.transformer.requires_grad_(False)
-        config = LoraConfig(
-            r=rank,
-            lora_alpha=alpha if alpha is not None else rank,
-            init_lora_weights="gaussian",
-            target_modules=list(target_modules or DEFAULT_FLOW_LORA_TARGETS),
-        )
-        self.transformer.add_adapter(config, adapter_name=adapter_name)
-        for parameter in self.trainable_parameters():
-            parameter.data = parameter.data.float()
-
-    @property
-    def has_lora(self) -> bool:
-        return bool(getattr(self.transformer, "_hf_peft_config_loaded", False))
-
-    @contextmanager
-    def reference_policy(self):
-        """Within this context the transformer runs without its adapters: the frozen reference policy pi_ref."""
-        if not self.has_lora:
-            raise ValueError("reference_policy needs LoRA adapters (call add_lora first).")
-        self.transformer.disable_adapters()
-        try:
-            yield
-        finally:
-            self.transformer.enable_adapters()
-
-    def trainable_parameters(self) -> Iterator[nn.Parameter]:
-        return (parameter for parameter in self.transformer.parameters() if parameter.requires_grad)
-
     def save_lora_weights(self, save_directory: str | Path) -> Path:
         """Write ``pytorch_lora_weights.safetensors`` (``transformer.``-prefixed keys), loadable by
         `StableDiffusion3Pipeline.load_lora_weights`. Returns the file's path."""
@@ -430,7 +384,6 @@ class FlowSRGenerator:
 
 __all__ = [
     "CONDITIONING_MODES",
-    "DEFAULT_FLOW_LORA_TARGETS",
     "FLOW_PIPELINES",
     "FlowSRGenerator",
     "LR_KEYWORD",

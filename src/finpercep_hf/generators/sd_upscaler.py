@@ -15,25 +15,20 @@ classifier-free guidance: REFL, Diffusion-DPO and GRPO train the conditional mod
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionUpscalePipeline, UNet2DConditionModel
 from diffusers.utils import convert_state_dict_to_diffusers, convert_unet_state_dict_to_peft
-from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
-from torch import nn
 
 from .base import SRCondition, SRSample
+from .peft_lora import DEFAULT_LORA_TARGETS, LORA_WEIGHT_NAME, PeftLoRAMixin
 
-LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
-class SDUpscalerGenerator:
+class SDUpscalerGenerator(PeftLoRAMixin):
     """SD-x4-upscaler components driven step by step, with LoRA through PEFT (`unet.add_adapter`).
 
     Args:
@@ -118,10 +113,7 @@ class SDUpscalerGenerator:
     @property
     def unet(self) -> UNet2DConditionModel:
         """The bare UNet (unwrapped from DDP/compile wrappers the trainer may have put around it)."""
-        model = self.trainable_model
-        while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-            model = getattr(model, "module", None) or model._orig_mod
-        return model
+        return self.base_model
 
     @property
     def device(self) -> torch.device:
@@ -266,48 +258,6 @@ class SDUpscalerGenerator:
         return latents
 
     # LoRA
-
-    def add_lora(
-        self,
-        rank: int,
-        alpha: float | None = None,
-        target_modules: list[str] | None = None,
-        adapter_name: str = "default",
-    ) -> None:
-        """Add a LoRA adapter (PEFT) to the UNet's attention projections and freeze everything else."""
-        if rank < 1:
-            raise ValueError(f"rank must be >= 1, got {rank}.")
-        self.unet.requires_grad_(False)
-        config = LoraConfig(
-            r=rank,
-            lora_alpha=alpha if alpha is not None else rank,
-            init_lora_weights="gaussian",
-            target_modules=list(target_modules or DEFAULT_LORA_TARGETS),
-        )
-        self.unet.add_adapter(config, adapter_name=adapter_name)
-        for parameter in self.trainable_parameters():
-            parameter.data = parameter.data.float()
-
-    @property
-    def has_lora(self) -> bool:
-        return bool(getattr(self.unet, "_hf_peft_config_loaded", False))
-
-    @contextmanager
-    def reference_policy(self):
-        """Within this context the UNet runs without its adapters: the frozen reference policy pi_ref."""
-        if not self.has_lora:
-            raise ValueError(
-                "reference_policy needs LoRA adapters (call add_lora first): without them the "
-                "trained UNet and the reference are the same weights."
-            )
-        self.unet.disable_adapters()
-        try:
-            yield
-        finally:
-            self.unet.enable_adapters()
-
-    def trainable_parameters(self) -> Iterator[nn.Parameter]:
-        return (parameter for parameter in self.unet.parameters() if parameter.requires_grad)
 
     def lora_state_dict(self) -> dict[str, torch.Tensor]:
         """The LoRA weights in diffusers' key format (``unet.``-prefixed, as `load_lora_weights` expects)."""
