@@ -30,49 +30,25 @@ import math
 import os
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from unittest import mock
 
 import torch
-from bench_refl import DTYPES, RM_VISION, StepTimer, synchronize, timed_pair
-from bench_rl import refl_stop_step, resident_mib
-from transformers import CLIPVisionConfig
+from bench_refl import DTYPES, StepTimer, build_reward_model, data_and_settings, synchronize, timed_pair
+from bench_rl import METHODS, refl_stop_step, resident_mib, run_methods_in_subprocesses
 
-from finpercep_hf import FinPercepConfig, FinPercepRewardModel
 from finpercep_hf.generators.flow_random_init import FLOW_SIZES, build_flow_sr_generator
 from finpercep_hf.trainers import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, REFLConfig, REFLTrainer
 
-METHODS = ("refl", "dpo", "grpo")
 RM_SIZES = {"tiny": "tiny", "sd35-medium": "x4"}
 
 
 def build_flow_components(args, output_dir: str):
     """Flow generator (LR-stream transformer), frozen stage-1 RM, random LR/HR data and loop settings."""
     generator = build_flow_sr_generator(args.size, num_inference_steps=args.num_inference_steps)
-    torch.manual_seed(0)
-    vision = CLIPVisionConfig(**RM_VISION[RM_SIZES[args.size]])
-    rm = FinPercepRewardModel(FinPercepConfig(vision_config=vision, projection_dim=64, stage=1)).eval()
-    hr = args.lr_size * generator.scale
-    dataset = [
-        {"image_lr": torch.rand(3, args.lr_size, args.lr_size), "image_gt": torch.rand(3, hr, hr)}
-        for _ in range(args.batch_size * (args.steps + 2))
-    ]
-    common = dict(
-        output_dir=output_dir,
-        train_batch_size=args.batch_size,
-        gradient_accumulation_steps=1,
-        max_train_steps=args.steps + 1,
-        num_inference_steps=args.num_inference_steps,
-        checkpointing_steps=10**9,
-        validation_steps=0,
-        report_to="none",
-        mixed_precision=DTYPES[args.dtype],
-        gradient_checkpointing=args.gradient_checkpointing,
-    )
-    return generator, rm.requires_grad_(False), dataset, common
+    rm = build_reward_model(RM_SIZES[args.size])
+    return generator, rm, *data_and_settings(args, generator.scale, output_dir)
 
 
 def build_trainer(method: str, args, output_dir: str, timer: StepTimer):
@@ -208,13 +184,7 @@ def main() -> None:
         print("BENCH_FLOW " + json.dumps(run_method(args.method, args)))
         return
 
-    forwarded = [arg for arg in sys.argv[1:] if not arg.startswith("--output") and arg != str(args.output)]
-    results = {}
-    for method in METHODS:
-        command = [sys.executable, __file__, *forwarded, "--method", method]
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-        line = next(line for line in output.splitlines() if line.startswith("BENCH_FLOW "))
-        results[method] = json.loads(line.removeprefix("BENCH_FLOW "))
+    results = run_methods_in_subprocesses(__file__, args.output, "BENCH_FLOW")
 
     memory = "CUDA max_memory_allocated" if args.device == "cuda" else "CPU resident-set growth over the built models"
     lines = [

@@ -82,20 +82,16 @@ class StepTimer(TrainerCallback):
             self.peaks.append(torch.cuda.max_memory_allocated() / 2**30)
 
 
-def build_components(args, output_dir: str) -> tuple[SDUpscalerGenerator, FinPercepRewardModel, list[dict], dict]:
-    """The pieces every RL benchmark shares: generator, frozen stage-1 RM, random LR/HR data, loop settings."""
-    pipeline = build_sd_upscaler_pipeline(args.size)
-    generator = SDUpscalerGenerator.from_pipeline(pipeline, num_inference_steps=args.num_inference_steps)
-    del pipeline.text_encoder
+def build_reward_model(size: str) -> FinPercepRewardModel:
+    """A frozen random stage-1 FinPercep-RM (``tiny``, or ``x4``: a ViT-B/16)."""
     torch.manual_seed(0)
-    rm = (
-        FinPercepRewardModel(
-            FinPercepConfig(vision_config=CLIPVisionConfig(**RM_VISION[args.size]), projection_dim=64, stage=1)
-        )
-        .eval()
-        .requires_grad_(False)
-    )
-    hr = args.lr_size * generator.scale
+    config = FinPercepConfig(vision_config=CLIPVisionConfig(**RM_VISION[size]), projection_dim=64, stage=1)
+    return FinPercepRewardModel(config).eval().requires_grad_(False)
+
+
+def data_and_settings(args, scale: int, output_dir: str) -> tuple[list[dict], dict]:
+    """Random LR/HR items for ``--steps`` + 2 updates and the trainer settings every RL benchmark shares."""
+    hr = args.lr_size * scale
     dataset = [
         {"image_lr": torch.rand(3, args.lr_size, args.lr_size), "image_gt": torch.rand(3, hr, hr)}
         for _ in range(args.batch_size * (args.steps + 2))
@@ -112,7 +108,15 @@ def build_components(args, output_dir: str) -> tuple[SDUpscalerGenerator, FinPer
         mixed_precision=DTYPES[args.dtype],
         gradient_checkpointing=args.gradient_checkpointing,
     )
-    return generator, rm, dataset, common
+    return dataset, common
+
+
+def build_components(args, output_dir: str) -> tuple[SDUpscalerGenerator, FinPercepRewardModel, list[dict], dict]:
+    """The pieces every RL benchmark shares: generator, frozen stage-1 RM, random LR/HR data, loop settings."""
+    pipeline = build_sd_upscaler_pipeline(args.size)
+    generator = SDUpscalerGenerator.from_pipeline(pipeline, num_inference_steps=args.num_inference_steps)
+    del pipeline.text_encoder
+    return generator, build_reward_model(args.size), *data_and_settings(args, generator.scale, output_dir)
 
 
 def build_trainer(args, output_dir: str, timer: StepTimer) -> REFLTrainer:

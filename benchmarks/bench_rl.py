@@ -88,6 +88,19 @@ def run_method(method: str, args) -> dict:
     return result
 
 
+def run_methods_in_subprocesses(script: str, output: Path | None, tag: str) -> dict[str, dict]:
+    """Run ``script`` once per method with this process's arguments (minus ``--output``) plus ``--method``; each
+    prints one ``TAG {json}`` line, returned per method."""
+    forwarded = [arg for arg in sys.argv[1:] if not arg.startswith("--output") and arg != str(output)]
+    results = {}
+    for method in METHODS:
+        command = [sys.executable, script, *forwarded, "--method", method]
+        lines = subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()
+        line = next(line for line in lines if line.startswith(tag + " "))
+        results[method] = json.loads(line.removeprefix(tag + " "))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="Where to run.")
@@ -118,16 +131,10 @@ def main() -> None:
         print("BENCH_RL " + json.dumps(run_method(args.method, args)))
         return
 
-    forwarded = [arg for arg in sys.argv[1:] if not arg.startswith("--output")]
-    if args.output is not None:
-        forwarded = [arg for arg in forwarded if arg != str(args.output)]
     results: dict[str, list[dict]] = {method: [] for method in METHODS}
     for _ in range(args.rounds):
-        for method in METHODS:
-            command = [sys.executable, __file__, *forwarded, "--method", method]
-            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-            line = next(line for line in output.splitlines() if line.startswith("BENCH_RL "))
-            results[method].append(json.loads(line.removeprefix("BENCH_RL ")))
+        for method, result in run_methods_in_subprocesses(__file__, args.output, "BENCH_RL").items():
+            results[method].append(result)
 
     ms = {method: statistics.median(r["ms"] for r in runs) for method, runs in results.items()}
     peak = {method: statistics.median(r["peak_mib"] for r in runs) for method, runs in results.items()}

@@ -23,8 +23,6 @@ LoRA goes on the transformer (``trainable_model``) and is saved in diffusers' SD
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from pathlib import Path
 
 import torch
@@ -40,6 +38,7 @@ from diffusers.utils import convert_unet_state_dict_to_peft
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from torch import nn
 
+from ..data.sr_pool import import_class
 from .base import SRCondition, SRSample
 from .peft_lora import LORA_WEIGHT_NAME, PeftLoRAMixin
 from .policy import FlowSDEPolicy
@@ -57,25 +56,6 @@ def is_flow_checkpoint(name_or_path: str) -> bool:
     from diffusers import DiffusionPipeline
 
     return DiffusionPipeline.load_config(name_or_path).get("_class_name") in FLOW_PIPELINES
-
-
-def import_class(spec: str) -> type:
-    """``"path/to/module.py:Class"`` or ``"package.module:Class"`` -> the class (DiT4SR's transformer, say)."""
-    module_name, _, class_name = spec.rpartition(":")
-    if not module_name or not class_name:
-        raise ValueError(f"a class spec must be 'module.py:Class' or 'package.module:Class', got {spec!r}.")
-    if module_name.endswith(".py"):
-        path = Path(module_name)
-        if not path.is_file():
-            raise FileNotFoundError(f"class spec {spec!r}: no such file {path}.")
-        module_spec = importlib.util.spec_from_file_location(f"finpercep_transformer_{path.stem}", path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(module_name)
-    if not hasattr(module, class_name):
-        raise ValueError(f"class spec {spec!r}: {module_name} has no attribute {class_name!r}.")
-    return getattr(module, class_name)
 
 
 class FlowSRGenerator(PeftLoRAMixin):
@@ -388,6 +368,5 @@ __all__ = [
     "FlowSRGenerator",
     "LR_KEYWORD",
     "PROMPT_EMBEDS_FILE",
-    "import_class",
     "is_flow_checkpoint",
 ]
