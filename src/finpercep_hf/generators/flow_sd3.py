@@ -39,10 +39,11 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from torch import nn
 
 from ..data.sr_pool import import_class
-from .base import SRCondition, SRSample
+from .base import SRCondition
 from .peft_lora import LORA_WEIGHT_NAME, PeftLoRAMixin
 from .policy import FlowSDEPolicy
 from .prompt_embeds import cached_prompt_embeddings, load_prompt_embeddings
+from .sampling import SchedulerSamplingMixin
 from .sd3_lr_stream import SD3LRStreamTransformer2DModel
 
 CONDITIONING_MODES = ("lr_stream", "controlnet")
@@ -58,7 +59,7 @@ def is_flow_checkpoint(name_or_path: str) -> bool:
     return DiffusionPipeline.load_config(name_or_path).get("_class_name") in FLOW_PIPELINES
 
 
-class FlowSRGenerator(PeftLoRAMixin):
+class FlowSRGenerator(SchedulerSamplingMixin, PeftLoRAMixin):
     """A flow-matching SD3-family SR generator driven step by step, LoRA on the transformer through PEFT.
 
     Args:
@@ -269,39 +270,6 @@ class FlowSRGenerator(PeftLoRAMixin):
         """x_0 = x_sigma - sigma * v (closed form; no scheduler state)."""
         x0 = latents.float() - self.sigmas(timestep, latents) * model_output.float()
         return x0.to(model_output.dtype)
-
-    def predict_x0_with_grad(
-        self, latents: torch.Tensor, timestep: torch.Tensor, condition: SRCondition
-    ) -> torch.Tensor:
-        """One transformer call with grad at ``timestep`` and its x_0 estimate (B, C, h, w): REFL's step."""
-        with torch.enable_grad():
-            return self.predict_x0(self.denoise(latents, timestep, condition), timestep, latents)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        image_lr: torch.Tensor,
-        num_inference_steps: int | None = None,
-        generator: torch.Generator | None = None,
-        return_trajectory: bool = False,
-    ) -> SRSample:
-        """SR images (B, 3, s*h, s*w) in [0, 1] from LR images (B, 3, h, w) in [0, 1]: flow ODE (Euler), no grad."""
-        condition = self.encode_condition(image_lr, generator=generator)
-        latents = self.prepare_latents(condition, generator=generator)
-        self.scheduler.set_timesteps(num_inference_steps or self.num_inference_steps, device=self.device)
-        trajectory = [latents] if return_trajectory else None
-        for timestep in self.scheduler.timesteps:
-            model_output = self.denoise(latents, timestep, condition)
-            latents = self.scheduler.step(model_output, timestep, latents, return_dict=False)[0]
-            if trajectory is not None:
-                trajectory.append(latents)
-        return SRSample(
-            images=self.decode(latents),
-            latents=latents,
-            timesteps=self.scheduler.timesteps.clone(),
-            condition=condition,
-            trajectory=trajectory,
-        )
 
     def stochastic_policy(
         self, num_inference_steps: int, eta: float, device: torch.device | str = "cpu"

@@ -22,13 +22,14 @@ from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionUpscalePipeli
 from diffusers.utils import convert_state_dict_to_diffusers, convert_unet_state_dict_to_peft
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-from .base import SRCondition, SRSample
+from .base import SRCondition
 from .peft_lora import DEFAULT_LORA_TARGETS, LORA_WEIGHT_NAME, PeftLoRAMixin
+from .sampling import SchedulerSamplingMixin
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
-class SDUpscalerGenerator(PeftLoRAMixin):
+class SDUpscalerGenerator(SchedulerSamplingMixin, PeftLoRAMixin):
     """SD-x4-upscaler components driven step by step, with LoRA through PEFT (`unet.add_adapter`).
 
     Args:
@@ -199,39 +200,6 @@ class SDUpscalerGenerator(PeftLoRAMixin):
         else:
             x0 = model_output.float()
         return x0.to(model_output.dtype)
-
-    def predict_x0_with_grad(
-        self, latents: torch.Tensor, timestep: torch.Tensor, condition: SRCondition
-    ) -> torch.Tensor:
-        """One UNet call with grad at ``timestep`` and its x0 estimate (B, C, h, w): REFL's differentiable step."""
-        with torch.enable_grad():
-            return self.predict_x0(self.denoise(latents, timestep, condition), timestep, latents)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        image_lr: torch.Tensor,
-        num_inference_steps: int | None = None,
-        generator: torch.Generator | None = None,
-        return_trajectory: bool = False,
-    ) -> SRSample:
-        """Sample SR images (B, 3, scale*h, scale*w) in [0, 1] from LR images (B, 3, h, w) in [0, 1], no grad."""
-        condition = self.encode_condition(image_lr, generator=generator)
-        latents = self.prepare_latents(condition, generator=generator)
-        self.scheduler.set_timesteps(num_inference_steps or self.num_inference_steps, device=self.device)
-        trajectory = [latents] if return_trajectory else None
-        for timestep in self.scheduler.timesteps:
-            model_output = self.denoise(latents, timestep, condition)
-            latents = self.scheduler.step(model_output, timestep, latents, generator=generator).prev_sample
-            if trajectory is not None:
-                trajectory.append(latents)
-        return SRSample(
-            images=self.decode(latents),
-            latents=latents,
-            timesteps=self.scheduler.timesteps.clone(),
-            condition=condition,
-            trajectory=trajectory,
-        )
 
     # VAE and denoising-loss helpers
 
