@@ -15,8 +15,8 @@ The optimizer step counts as trainer overhead (bare 0). Peak memory: CUDA ``max_
 growth of the resident set over the process's size after building the models.
 
     python benchmarks/bench_flow.py                                        # CPU, tiny models
-    python benchmarks/bench_flow.py --device cuda --dtype bf16 --size sd35-medium --lr-size 128 \\
-        --gradient-checkpointing --num-inference-steps 20 --candidates 4   # SD3.5-medium size, 512^2 output
+    python benchmarks/bench_flow.py --device cuda --dtype bf16 --size sd35-medium --lr_size 128 \\
+        --gradient_checkpointing --num_inference_steps 20 --candidates 4   # SD3.5-medium size, 512^2 output
 
 Targets (issue 15): trainer update <= 1.15x bare compute for each method; at SD3.5-medium size (bf16, LoRA,
 gradient checkpointing, 512^2 output, batch 1) peak memory <= 40 GiB.
@@ -24,46 +24,68 @@ gradient checkpointing, 512^2 output, batch 1) peak memory <= 40 GiB.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import resource
 import statistics
 import tempfile
-from pathlib import Path
+from argparse import RawDescriptionHelpFormatter
+from dataclasses import dataclass, field
 from unittest import mock
 
 import torch
-from bench_refl import DTYPES, StepTimer, build_reward_model, data_and_settings, synchronize, timed_pair
-from bench_rl import METHODS, refl_stop_step, resident_mib, run_methods_in_subprocesses
+from bench_refl import timed_pair
+from bench_rl import METHODS, refl_stop_step, resident_mib
 
-from finpercep_hf.generators.flow_random_init import FLOW_SIZES, build_flow_sr_generator
-from finpercep_hf.trainers import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, REFLConfig, REFLTrainer
+from finpercep_hf.scripting import parse_arguments
+from finpercep_hf.scripting.benchmarking import (
+    RLBenchmarkArguments,
+    StepTimer,
+    build_components,
+    run_methods_in_subprocesses,
+    synchronize,
+    write_report,
+)
+from finpercep_hf.trainers import (
+    DiffusionDPOConfig,
+    DiffusionDPOTrainer,
+    DiffusionGRPOConfig,
+    DiffusionGRPOTrainer,
+    REFLConfig,
+    REFLTrainer,
+)
 
-RM_SIZES = {"tiny": "tiny", "sd35-medium": "x4"}
+
+@dataclass
+class BenchFlowArguments(RLBenchmarkArguments):
+    generator: str = field(
+        default="flow", metadata={"help": "Generator family (this benchmark: flow).", "choices": ("flow",)}
+    )
+    candidates: int = field(default=4, metadata={"help": "DPO candidates / GRPO group size K."})
+    repeats: int = field(default=3, metadata={"help": "Repeats of each bare piece timing (median)."})
+    method: str | None = field(
+        default=None, metadata={"help": "(internal) run one method, print JSON.", "choices": (None, *METHODS)}
+    )
 
 
-def build_flow_components(args, output_dir: str):
-    """Flow generator (LR-stream transformer), frozen stage-1 RM, random LR/HR data and loop settings."""
-    generator = build_flow_sr_generator(args.size, num_inference_steps=args.num_inference_steps)
-    rm = build_reward_model(RM_SIZES[args.size])
-    return generator, rm, *data_and_settings(args, generator.scale, output_dir)
-
-
-def build_trainer(method: str, args, output_dir: str, timer: StepTimer):
-    generator, rm, dataset, common = build_flow_components(args, output_dir)
+def build_trainer(method: str, args: BenchFlowArguments, output_dir: str, timer: StepTimer):
+    generator, rm, dataset, common = build_components(args, output_dir)
     if method == "refl":
         trainer_class = REFLTrainer
         config = REFLConfig(min_stop_step=refl_stop_step(args.num_inference_steps), **common)
     elif method == "dpo":
-        trainer_class, config = DPOTrainer, DPOConfig(num_candidates=args.candidates, **common)
+        trainer_class, config = (
+            DiffusionDPOTrainer,
+            DiffusionDPOConfig(num_samples_per_image=args.candidates, **common),
+        )
     else:
-        trainer_class, config = GRPOTrainer, GRPOConfig(group_size=args.candidates, eta=0.7, **common)
+        config = DiffusionGRPOConfig(num_samples_per_image=args.candidates, eta=0.7, **common)
+        trainer_class = DiffusionGRPOTrainer
     return trainer_class(generator, reward=rm, args=config, train_dataset=dataset, callbacks=[timer])
 
 
-def bare_pieces(trainer, args) -> dict[str, float]:
+def bare_pieces(trainer, args: BenchFlowArguments) -> dict[str, float]:
     """Median ms of each bare module call at the batch sizes the methods use: ``"fwd@4" -> ms``."""
     generator, accelerator = trainer.generator, trainer.accelerator
     transformer, vae, rm = generator.transformer, generator.vae, trainer.reward.model
@@ -126,7 +148,7 @@ def bare_pieces(trainer, args) -> dict[str, float]:
     return pieces
 
 
-def bare_update(method: str, pieces: dict[str, float], args) -> float:
+def bare_update(method: str, pieces: dict[str, float], args: BenchFlowArguments) -> float:
     """The bare compute (ms) of one update of ``method`` from its pieces (see the module docstring)."""
     b, bk, steps = args.batch_size, args.batch_size * args.candidates, args.num_inference_steps
     if method == "refl":
@@ -139,14 +161,14 @@ def bare_update(method: str, pieces: dict[str, float], args) -> float:
     return pieces[f"enc@{b}"] + rollout + math.ceil(0.6 * steps) * pieces[f"fwd+bwd@{bk}"]
 
 
-def run_method(method: str, args) -> dict:
+def run_method(method: str, args: BenchFlowArguments) -> dict:
     """Build and train one method in this process; its update times, bare compute and peak memory."""
     timer = StepTimer(args.device)
     with tempfile.TemporaryDirectory() as output_dir:
         trainer = build_trainer(method, args, output_dir, timer)
         built = resident_mib()
         stop_step = refl_stop_step(args.num_inference_steps)
-        with mock.patch("finpercep_hf.trainers.refl.random.randint", return_value=stop_step):
+        with mock.patch.object(REFLTrainer, "draw_stop_step", return_value=stop_step):
             trainer.train()
         if args.device == "cuda":
             peak_mib = max(timer.peaks) * 1024
@@ -161,20 +183,7 @@ def run_method(method: str, args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="Where to run.")
-    parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="Mixed precision of the run.")
-    parser.add_argument("--size", choices=FLOW_SIZES, default="tiny", help="Flow generator size.")
-    parser.add_argument("--batch-size", type=int, default=1, help="LR images per update (all methods).")
-    parser.add_argument("--lr-size", type=int, default=16, help="LR side (SR side is 4x).")
-    parser.add_argument("--num-inference-steps", type=int, default=8, help="Sampling length T (all methods).")
-    parser.add_argument("--candidates", type=int, default=4, help="DPO candidates / GRPO group size K.")
-    parser.add_argument("--steps", type=int, default=3, help="Timed updates per method (after one warm-up).")
-    parser.add_argument("--repeats", type=int, default=3, help="Repeats of each bare piece timing (median).")
-    parser.add_argument("--gradient-checkpointing", action="store_true", help="Checkpoint transformer and VAE.")
-    parser.add_argument("--method", choices=METHODS, default=None, help="(internal) run one method, print JSON.")
-    parser.add_argument("--output", type=Path, default=None, help="Also write the table to this file.")
-    args = parser.parse_args()
+    (args,) = parse_arguments((BenchFlowArguments,), description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     if args.device == "cpu":
         os.environ["ACCELERATE_USE_CPU"] = "true"
         torch.set_num_threads(1)
@@ -184,8 +193,7 @@ def main() -> None:
         print("BENCH_FLOW " + json.dumps(run_method(args.method, args)))
         return
 
-    results = run_methods_in_subprocesses(__file__, args.output, "BENCH_FLOW")
-
+    results = run_methods_in_subprocesses(__file__, METHODS, "BENCH_FLOW", args.output)
     memory = "CUDA max_memory_allocated" if args.device == "cuda" else "CPU resident-set growth over the built models"
     lines = [
         f"bench_flow: device={args.device} dtype={args.dtype} size={args.size} "
@@ -204,11 +212,7 @@ def main() -> None:
             f"   {times}"
         )
     lines.append("target: ratio <= 1.15 for each method")
-    report = "\n".join(lines)
-    print(report)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(report + "\n")
+    write_report("\n".join(lines), args.output)
 
 
 if __name__ == "__main__":

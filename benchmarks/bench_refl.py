@@ -7,13 +7,13 @@ as bare module calls (UNet / VAE / RM called directly on the same weights, dtype
 
 "whole trainer step" is measured inside `REFLTrainer.train()` by a callback (``on_step_begin`` -> ``on_step_end``),
 so it includes data loading, conditioning, accumulation/autocast contexts, clipping, logging and callbacks;
-"everything else" is the whole step minus the timed pieces. The REFL stop step is pinned to ``--stop-step``
+"everything else" is the whole step minus the timed pieces. The REFL stop step is pinned to ``--stop_step``
 (default 34, the mean of ImageReward's U{30..39} rounded down) so both columns count the same UNet calls.
 
     python benchmarks/bench_refl.py                                   # CPU, tiny models (minutes on 2 cores)
-    python benchmarks/bench_refl.py --device cuda --dtype bf16 --size x4 --batch-size 4 --lr-size 128
-    python benchmarks/bench_refl.py --device cuda --dtype bf16 --size x4 --batch-size 1 --lr-size 128 \
-        --gradient-checkpointing                                          # peak-memory target (<= 20 GiB)
+    python benchmarks/bench_refl.py --device cuda --dtype bf16 --size x4 --batch_size 4 --lr_size 128
+    python benchmarks/bench_refl.py --device cuda --dtype bf16 --size x4 --batch_size 1 --lr_size 128 \
+        --gradient_checkpointing                                          # peak-memory target (<= 20 GiB)
 
 ``--size x4`` is the SD-x4-upscaler architecture (473 M-parameter UNet, random weights) and a ViT-B/16 RM_1.
 Targets (issue 5): whole trainer step <= 1.15x the bare compute; peak memory at batch 1 <= 20 GiB (CUDA only).
@@ -21,31 +21,25 @@ Targets (issue 5): whole trainer step <= 1.15x the bare compute; peak memory at 
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
 import time
-from pathlib import Path
+from argparse import RawDescriptionHelpFormatter
+from dataclasses import dataclass, field
 from unittest import mock
 
 import torch
-from transformers import CLIPVisionConfig, TrainerCallback
 
-from finpercep_hf import FinPercepConfig, FinPercepRewardModel
-from finpercep_hf.generators import SDUpscalerGenerator, build_sd_upscaler_pipeline
+from finpercep_hf.scripting import parse_arguments
+from finpercep_hf.scripting.benchmarking import (
+    RLBenchmarkArguments,
+    StepTimer,
+    build_components,
+    synchronize,
+    write_report,
+)
 from finpercep_hf.trainers import REFLConfig, REFLTrainer
-
-RM_VISION = {
-    "tiny": dict(hidden_size=32, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, patch_size=8),
-    "x4": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16),
-}
-DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
-
-
-def synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def timed_pair(ours, bare, device: str, repeats: int) -> tuple[float, float]:
@@ -63,63 +57,14 @@ def timed_pair(ours, bare, device: str, repeats: int) -> tuple[float, float]:
     return statistics.median(times[ours]), statistics.median(times[bare])
 
 
-class StepTimer(TrainerCallback):
-    """Wall time of each optimizer update of the trainer's own loop."""
-
-    def __init__(self, device: str):
-        self.device, self.times, self.peaks, self.start = device, [], [], 0.0
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        synchronize(self.device)
-        if self.device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        self.start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        synchronize(self.device)
-        self.times.append((time.perf_counter() - self.start) * 1000)
-        if self.device == "cuda":
-            self.peaks.append(torch.cuda.max_memory_allocated() / 2**30)
+@dataclass
+class BenchREFLArguments(RLBenchmarkArguments):
+    num_inference_steps: int = field(default=40, metadata={"help": "REFL schedule length T."})
+    stop_step: int = field(default=34, metadata={"help": "Pinned REFL stop step (no-grad UNet calls)."})
+    repeats: int = field(default=3, metadata={"help": "Repeats of each bare/piece timing (median)."})
 
 
-def build_reward_model(size: str) -> FinPercepRewardModel:
-    """A frozen random stage-1 FinPercep-RM (``tiny``, or ``x4``: a ViT-B/16)."""
-    torch.manual_seed(0)
-    config = FinPercepConfig(vision_config=CLIPVisionConfig(**RM_VISION[size]), projection_dim=64, stage=1)
-    return FinPercepRewardModel(config).eval().requires_grad_(False)
-
-
-def data_and_settings(args, scale: int, output_dir: str) -> tuple[list[dict], dict]:
-    """Random LR/HR items for ``--steps`` + 2 updates and the trainer settings every RL benchmark shares."""
-    hr = args.lr_size * scale
-    dataset = [
-        {"image_lr": torch.rand(3, args.lr_size, args.lr_size), "image_gt": torch.rand(3, hr, hr)}
-        for _ in range(args.batch_size * (args.steps + 2))
-    ]
-    common = dict(
-        output_dir=output_dir,
-        train_batch_size=args.batch_size,
-        gradient_accumulation_steps=1,
-        max_train_steps=args.steps + 1,
-        num_inference_steps=args.num_inference_steps,
-        checkpointing_steps=10**9,
-        validation_steps=0,
-        report_to="none",
-        mixed_precision=DTYPES[args.dtype],
-        gradient_checkpointing=args.gradient_checkpointing,
-    )
-    return dataset, common
-
-
-def build_components(args, output_dir: str) -> tuple[SDUpscalerGenerator, FinPercepRewardModel, list[dict], dict]:
-    """The pieces every RL benchmark shares: generator, frozen stage-1 RM, random LR/HR data, loop settings."""
-    pipeline = build_sd_upscaler_pipeline(args.size)
-    generator = SDUpscalerGenerator.from_pipeline(pipeline, num_inference_steps=args.num_inference_steps)
-    del pipeline.text_encoder
-    return generator, build_reward_model(args.size), *data_and_settings(args, generator.scale, output_dir)
-
-
-def build_trainer(args, output_dir: str, timer: StepTimer) -> REFLTrainer:
+def build_trainer(args: BenchREFLArguments, output_dir: str, timer: StepTimer) -> REFLTrainer:
     generator, rm, dataset, common = build_components(args, output_dir)
     config = REFLConfig(min_stop_step=args.stop_step, **common)
     return REFLTrainer(generator, reward=rm, args=config, train_dataset=dataset, callbacks=[timer])
@@ -187,19 +132,7 @@ def measure_pieces(trainer: REFLTrainer, stop: int, args) -> dict[str, tuple[flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="Where to run.")
-    parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="Mixed precision of the run.")
-    parser.add_argument("--size", choices=("tiny", "x4"), default="tiny", help="Generator and RM size.")
-    parser.add_argument("--batch-size", type=int, default=1, help="LR images per update.")
-    parser.add_argument("--lr-size", type=int, default=16, help="LR side (SR side is 4x).")
-    parser.add_argument("--num-inference-steps", type=int, default=40, help="REFL schedule length T.")
-    parser.add_argument("--stop-step", type=int, default=34, help="Pinned REFL stop step (no-grad UNet calls).")
-    parser.add_argument("--steps", type=int, default=3, help="Timed trainer updates (after one warm-up update).")
-    parser.add_argument("--repeats", type=int, default=3, help="Repeats of each bare/piece timing (median).")
-    parser.add_argument("--gradient-checkpointing", action="store_true", help="Checkpoint UNet and VAE.")
-    parser.add_argument("--output", type=Path, default=None, help="Also write the table to this file.")
-    args = parser.parse_args()
+    (args,) = parse_arguments((BenchREFLArguments,), description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     if args.device == "cpu":
         os.environ["ACCELERATE_USE_CPU"] = "true"
         torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -208,7 +141,7 @@ def main() -> None:
     timer = StepTimer(args.device)
     with tempfile.TemporaryDirectory() as output_dir:
         trainer = build_trainer(args, output_dir, timer)
-        with mock.patch("finpercep_hf.trainers.refl.random.randint", return_value=args.stop_step):
+        with mock.patch.object(REFLTrainer, "draw_stop_step", return_value=args.stop_step):
             trainer.train()
         step_times = timer.times[1:]
         whole = statistics.median(step_times)
@@ -239,11 +172,7 @@ def main() -> None:
     ]
     if args.device == "cuda":
         lines.append(f"peak memory per trainer step: {max(timer.peaks):.2f} GiB (target at batch 1: <= 20 GiB)")
-    report = "\n".join(lines)
-    print(report)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(report + "\n")
+    write_report("\n".join(lines), args.output)
 
 
 if __name__ == "__main__":

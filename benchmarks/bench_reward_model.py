@@ -18,16 +18,17 @@ under-counts reuse and often reads 0 -- use the CUDA figures for memory.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import threading
 import time
-from dataclasses import dataclass
+from argparse import RawDescriptionHelpFormatter
+from dataclasses import dataclass, field
 
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from finpercep_hf import FinPercepConfig, FinPercepRewardModel
+from finpercep_hf.scripting import parse_arguments
 
 MODEL_SIZES = {
     "tiny": dict(hidden_size=32, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, patch_size=8),
@@ -36,6 +37,21 @@ MODEL_SIZES = {
     ),
 }
 STAGES = {"RM_0": dict(stage=0), "RM_1": dict(stage=1), "RM_3": dict(stage=3, decoder_refine_blocks=2)}
+
+
+@dataclass
+class BenchRMArguments:
+    device: str = field(default="cpu", metadata={"help": "Torch device."})
+    dtype: str = field(default="fp32", metadata={"help": "autocast dtype.", "choices": ("fp32", "bf16", "fp16")})
+    model_sizes: list[str] = field(
+        default_factory=lambda: list(MODEL_SIZES), metadata={"help": "Model sizes.", "choices": list(MODEL_SIZES)}
+    )
+    sizes: list[int] = field(default_factory=lambda: [224, 512], metadata={"help": "Image sides."})
+    batches: list[int] = field(default_factory=lambda: [1, 8], metadata={"help": "Batch sizes."})
+    repeats: int = field(default=3, metadata={"help": "Timed repeats per cell (median)."})
+    max_pixels: int | None = field(
+        default=None, metadata={"help": "Skip batch*H*W above this (e.g. to keep a CPU run short)."}
+    )
 
 
 @dataclass
@@ -127,17 +143,7 @@ def build_models(size: str, device: torch.device) -> dict[str, torch.nn.Module]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast dtype")
-    parser.add_argument("--model-sizes", nargs="+", default=list(MODEL_SIZES), choices=list(MODEL_SIZES))
-    parser.add_argument("--sizes", nargs="+", type=int, default=[224, 512])
-    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
-        "--max-pixels", type=int, default=None, help="skip batch*H*W above this (e.g. to keep a CPU run short)"
-    )
-    args = parser.parse_args()
+    (args,) = parse_arguments((BenchRMArguments,), description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     device = torch.device(args.device)
     autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     print(f"device={device} dtype={args.dtype} torch={torch.__version__} threads={torch.get_num_threads()}")

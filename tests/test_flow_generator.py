@@ -136,6 +136,12 @@ def test_generators_choose_their_stochastic_policy():
     # per-sample step indices score stored steps; a sampled step has a finite log-prob
     step = policy.step(torch.randn(2, 16, 4, 4), torch.tensor([0, 3]), torch.randn(2, 16, 4, 4), prev_sample=None)
     assert torch.isfinite(step.log_prob).all() and step.std[0] != step.std[1]
+    # every flow step is a policy action; the deterministic step is the scheduler's Euler step
+    assert policy.stochastic == [True] * 4 and policy.stochastic_indices.tolist() == [0, 1, 2, 3]
+    velocity, latents = torch.randn(2, 1, 16, 4, 4).unbind(0)
+    flow.scheduler.set_timesteps(4)
+    euler = flow.scheduler.step(velocity, flow.scheduler.timesteps[1], latents).prev_sample
+    torch.testing.assert_close(policy.deterministic_step(velocity, 1, latents), euler)
 
     class DDPMLike:
         scheduler = type("S", (), {"config": {"prediction_type": "epsilon", "num_train_timesteps": 1000}})()

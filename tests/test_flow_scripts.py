@@ -15,8 +15,8 @@ from rl_helpers import launch
 
 SCRIPT_OPTIONS = {
     "train_refl.py": ["--min_stop_step", "1"],
-    "train_dpo.py": ["--num_candidates", "2"],
-    "train_grpo.py": ["--group_size", "2", "--eta", "0.7", "--timestep_fraction", "0.5"],
+    "train_dpo.py": ["--num_samples_per_image", "2"],
+    "train_grpo.py": ["--num_samples_per_image", "2", "--eta", "0.7", "--timestep_fraction", "0.5"],
 }
 
 

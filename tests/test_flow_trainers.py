@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from finpercep_hf.generators.flow_random_init import build_flow_sr_generator
-from finpercep_hf.trainers import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, REFLConfig, REFLTrainer
+from finpercep_hf.trainers import (
+    DiffusionDPOConfig,
+    DiffusionDPOTrainer,
+    DiffusionGRPOConfig,
+    DiffusionGRPOTrainer,
+    REFLConfig,
+    REFLTrainer,
+)
 from rl_helpers import brightness
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -65,7 +72,9 @@ def test_refl_gradients_reach_every_lora_weight_through_x0(tmp_path, conditionin
 
 
 def test_dpo_loss_is_log_2_at_policy_equal_reference_and_uses_velocity_errors(tmp_path):
-    trainer = make_trainer(DPOTrainer, DPOConfig, tmp_path, LowResImages(2), beta_dpo=10.0, loss_type="sigmoid")
+    trainer = make_trainer(
+        DiffusionDPOTrainer, DiffusionDPOConfig, tmp_path, LowResImages(2), beta_dpo=10.0, loss_type="sigmoid"
+    )
     generator = trainer.generator
     condition = generator.encode_condition(trainer.train_dataset.image_lr)
     latents_w, latents_l, noise = torch.randn(3, 2, 16, 16, 16).unbind(0)
@@ -103,7 +112,15 @@ def _first(condition):
 
 def test_grpo_flow_rollout_ratio_is_one_on_policy(tmp_path):
     dataset = LowResImages(2)
-    trainer = make_trainer(GRPOTrainer, GRPOConfig, tmp_path, dataset, group_size=4, num_inference_steps=4, eta=0.7)
+    trainer = make_trainer(
+        DiffusionGRPOTrainer,
+        DiffusionGRPOConfig,
+        tmp_path,
+        dataset,
+        num_samples_per_image=4,
+        num_inference_steps=4,
+        eta=0.7,
+    )
     rollout = trainer.rollout(dataset.image_lr, rng=torch.Generator().manual_seed(0))
     num_samples = 8
     assert rollout.latents.shape == (num_samples, 4, 16, 16, 16)
@@ -119,11 +136,11 @@ def test_grpo_flow_rollout_ratio_is_one_on_policy(tmp_path):
 
 def test_grpo_flow_clip_acts_when_rollouts_are_reused(tmp_path):
     trainer = make_trainer(
-        GRPOTrainer,
-        GRPOConfig,
+        DiffusionGRPOTrainer,
+        DiffusionGRPOConfig,
         tmp_path,
         LowResImages(2),
-        group_size=4,
+        num_samples_per_image=4,
         num_inference_steps=3,
         eta=0.7,
         rollout_reuse=2,

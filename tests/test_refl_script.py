@@ -1,5 +1,6 @@
 """`accelerate launch --num_processes 2 --cpu training_scripts/train_refl.py`: train, checkpoint, resume, load LoRA."""
 
+import json
 import os
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def test_two_process_run_checkpoints_resumes_and_writes_loadable_lora(make_rm, t
 
     # Checkpoints: atomic (no .tmp left), pruned to the limit, with the trainer and curriculum state.
     assert sorted(p.name for p in output_dir.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-4"]
-    callback_state = torch.load(output_dir / "checkpoint-4" / "custom_checkpoint_0.pkl", weights_only=False)
+    callback_state = json.loads((output_dir / "checkpoint-4" / "callback_state.json").read_text())["CCLRewardCallback"]
     assert [(s["step"], s["stage"]) for s in callback_state["switches"]] == [(0, 0), (3, 1)]
 
     # Validation image logs: panels at every validation, PDM heatmaps once RM_1 (with a map) rewards.

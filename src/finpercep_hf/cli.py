@@ -51,5 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.code
 
 
+__all__ = ["COMMAND_MODULES", "build_parser", "main"]
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..quickstart import QuickstartConfig
-from ..scripting import EXIT_OK, argument_view
+from ..scripting import EXIT_OK, argument_view, config_from_view
 
 NAME = "quickstart"
 HELP = "Offline end to end: build FGR-mini from skimage photos, train RM_0..RM_3, report on held-out photos."
@@ -25,7 +25,7 @@ ARGUMENTS = (QuickstartArguments, argument_view(QuickstartConfig, include=QUICKS
 def run(args: QuickstartArguments, config_values) -> int:
     from ..quickstart import run_quickstart
 
-    run_quickstart(args.out, QuickstartConfig(**asdict(config_values)))
+    run_quickstart(args.out, config_from_view(QuickstartConfig, config_values))
     return EXIT_OK
 
 

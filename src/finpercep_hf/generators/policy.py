@@ -8,6 +8,9 @@ A policy fixes the T rollout timesteps and turns one model output into a Gaussia
 * [`FlowSDEPolicy`] (rectified-flow generators, ``prediction_type = "flow"``): the Flow-GRPO SDE step from
   ``sigmas[i]`` to ``sigmas[i + 1]``, `flow_sde_step_with_logprob`, with ``eta`` as its noise level ``a``.
 
+``stochastic`` (T bools) marks the steps that are policy actions; ``stochastic_indices`` are their indices; a step
+that is not (a DDIM step with variance 0) is taken with ``deterministic_step``, its mean.
+
 [`stochastic_policy`] asks the generator for its own (``generator.stochastic_policy(num_inference_steps, eta)``)
 and falls back to DDIM over the generator's scheduler config.
 """
@@ -28,6 +31,15 @@ class DDIMPolicy:
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         self.timesteps = self.scheduler.timesteps
         self.eta = eta
+        step = self.scheduler.config.num_train_timesteps // num_inference_steps
+        self.stochastic = [float(self.scheduler._get_variance(int(t), int(t) - step)) > 0 for t in self.timesteps]
+        self.stochastic_indices = torch.tensor(
+            [index for index, stochastic in enumerate(self.stochastic) if stochastic], device=device
+        )
+
+    def deterministic_step(self, model_output: torch.Tensor, step_index: int, sample: torch.Tensor) -> torch.Tensor:
+        """The DDIM step ``step_index`` with ``eta = 0`` (the mean), for a step with variance 0."""
+        return self.scheduler.step(model_output, self.timesteps[step_index], sample, eta=0.0).prev_sample
 
     def step(
         self,
@@ -62,6 +74,12 @@ class FlowSDEPolicy:
         self.sigmas = scheduler.sigmas.to(device=device, dtype=torch.float32)
         self.timesteps = scheduler.timesteps
         self.noise_level = noise_level
+        self.stochastic = [True] * num_inference_steps  # sigma_next < sigma: every SDE step has std > 0
+        self.stochastic_indices = torch.arange(num_inference_steps, device=device)
+
+    def deterministic_step(self, model_output: torch.Tensor, step_index: int, sample: torch.Tensor) -> torch.Tensor:
+        """The flow-ODE Euler step ``x + (sigma_next - sigma) v`` (the probability-flow mean)."""
+        return sample + (self.sigmas[step_index + 1] - self.sigmas[step_index]) * model_output
 
     def step(
         self,

@@ -23,7 +23,7 @@ class FinPercepCLIPIQAEncoder(nn.Module):
 
     Forward input ``pixel_values``: (B, 3, H, W) float in [0, 1], H and W multiples of the patch size (the reward
     model crops). Returns ``base_score`` (B,) in [0, 1], ``image_embeds`` (B, projection_dim) L2-normalised, and the
-    multi-scale features ``{f_i}`` as four grids (B, hidden_size, H / patch, W / patch).
+    multi-scale features ``{f_i}`` as four grids (B, hidden_size, H / patch, W / patch), channels-last.
     """
 
     def __init__(self, config: FinPercepConfig):
@@ -67,8 +67,12 @@ class FinPercepCLIPIQAEncoder(nn.Module):
         )
         image_embeds = F.normalize(self.visual_projection(outputs.pooler_output), dim=-1)
         base_score = self.score_embeddings(image_embeds)
+        # (B, 1 + h*w, C) tokens -> (B, C, h, w) grids as channels-last views (no copy): the decoder's convolutions
+        # run channels-last, the faster layout for them on GPUs (cuDNN) and CPUs (oneDNN).
         feature_maps = tuple(
-            outputs.hidden_states[layer][:, 1:, :].transpose(1, 2).reshape(pixel_values.shape[0], -1, grid_h, grid_w)
+            outputs.hidden_states[layer][:, 1:, :]
+            .reshape(pixel_values.shape[0], grid_h, grid_w, -1)
+            .permute(0, 3, 1, 2)
             for layer in self.config.feature_layers
         )
         return base_score, image_embeds, feature_maps

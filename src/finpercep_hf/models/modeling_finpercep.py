@@ -189,7 +189,7 @@ class FinPercepScoreHead(nn.Module):
             lambda_1, lambda_2 = self.decoupled_weights
             return lambda_1 * base_score + lambda_2 * (1.0 - pdm.amax(dim=(1, 2, 3)))
         weights = F.interpolate(pdm, size=last_grid.shape[-2:], mode="bilinear", align_corners=False)
-        tokens = self.norm(last_grid.flatten(2).transpose(1, 2))  # (B, h*w, hidden)
+        tokens = self.norm(last_grid.permute(0, 2, 3, 1).flatten(1, 2))  # (B, h*w, hidden); a view if channels-last
         pooled = (tokens * weights.flatten(2).transpose(1, 2)).mean(dim=1)
         delta = self.mlp(pooled).squeeze(-1)
         if self.mode == "plain":

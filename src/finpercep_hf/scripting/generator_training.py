@@ -9,11 +9,11 @@ from PIL import Image
 from torch.utils.data import Dataset as TorchDataset
 
 from ..curriculum import CCLRewardCallback, CCLSchedule
+from ..data import LRHRDataset, PreferencePairDataset
 from ..generators import SDUpscalerGenerator
 from ..generators.flow_sd3 import FlowSRGenerator, is_flow_checkpoint
 from ..rewards import REWARD_TYPES, as_reward_function
-from ..trainers import GeneratorTrainer, GeneratorTrainerConfig, LRHRDataset
-from ..trainers.dpo import PreferencePairDataset
+from ..trainers import GeneratorTrainer, GeneratorTrainerConfig
 
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
 DEGRADATIONS = ("bicubic", "realesrgan")

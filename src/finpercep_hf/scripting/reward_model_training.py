@@ -8,9 +8,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers.trainer_utils import get_last_checkpoint
-
 from ..cards import push_stage_dirs_to_hub
+from ..checkpointing import resolve_checkpoint
 from ..curriculum import RewardModelGrowthCallback, build_curriculum_model
 from ..models import FinPercepRewardModel
 from ..tiny_clip import save_tiny_clip
@@ -47,12 +46,8 @@ class RewardModelScriptArguments:
 
 def resolve_resume_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
     """``latest`` -> the newest complete checkpoint in ``output_dir``, or None (a fresh start, logged)."""
-    if resume_from_checkpoint != "latest":
-        return resume_from_checkpoint
-    checkpoint = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
-    if checkpoint is None:
-        logger.warning("--resume_from_checkpoint latest: no checkpoint in %s, starting fresh.", output_dir)
-    return checkpoint
+    checkpoint = resolve_checkpoint(output_dir, resume_from_checkpoint)
+    return None if checkpoint is None else str(checkpoint)
 
 
 def load_fgr_splits(script_args: RewardModelScriptArguments, seed: int):

@@ -4,7 +4,7 @@ One REFL update on a batch of LR images (ImageReward's ``ReFL.py``, every consta
 
 ```
 x_T ~ N(0, I); timesteps = scheduler.set_timesteps(num_inference_steps=40)
-stop ~ U{min_stop_step=30, ..., 39}                     # a step among the last 10
+stop ~ U{min_stop_step=30, ..., 39}                     # a step among the last 10 (trainer.rng)
 x_{t_stop} = denoise x_T for timesteps[:stop]             # no grad
 x0_hat = predict_x0(UNet(x_{t_stop}, timesteps[stop]))  # one step with grad
 image_sr = VAE.decode(x0_hat) in [0, 1]                 # differentiable
@@ -21,7 +21,6 @@ the hinge is never inactive and the loss is ``(2 - reward) * grad_scale``; lower
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 
 import torch
@@ -50,6 +49,10 @@ class REFLConfig(GeneratorTrainerConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}.")
+        if self.pretrain_loss_weight < 0:
+            raise ValueError(f"pretrain_loss_weight must be >= 0, got {self.pretrain_loss_weight}.")
         if not 0 <= self.min_stop_step < self.num_inference_steps:
             raise ValueError(
                 f"min_stop_step must be in [0, num_inference_steps - 1 = {self.num_inference_steps - 1}], "
@@ -67,7 +70,8 @@ class REFLTrainer(GeneratorTrainer):
     ```python
     >>> from finpercep_hf.curriculum import CCLRewardCallback
     >>> from finpercep_hf.generators import SDUpscalerGenerator
-    >>> from finpercep_hf.trainers import LRHRDataset, REFLConfig, REFLTrainer
+    >>> from finpercep_hf.data import LRHRDataset
+    >>> from finpercep_hf.trainers import REFLConfig, REFLTrainer
     >>> generator = SDUpscalerGenerator.from_pretrained("stabilityai/stable-diffusion-x4-upscaler")
     >>> trainer = REFLTrainer(
     ...     generator,
@@ -96,20 +100,25 @@ class REFLTrainer(GeneratorTrainer):
     def rollout_to_stop_step(self, image_lr: torch.Tensor, stop_step: int):
         """Denoise from x_T without grad up to ``timesteps[stop_step]``; returns (latents, timestep, condition)."""
         generator = self.generator
-        condition = generator.encode_condition(image_lr)
-        latents = generator.prepare_latents(condition)
+        condition = generator.encode_condition(image_lr, generator=self.rng)
+        latents = generator.prepare_latents(condition, generator=self.rng)
         generator.scheduler.set_timesteps(self.args.num_inference_steps, device=latents.device)
         timesteps = generator.scheduler.timesteps
         with torch.no_grad():
             for timestep in timesteps[:stop_step]:
                 model_output = generator.denoise(latents, timestep, condition)
-                latents = generator.scheduler.step(model_output, timestep, latents).prev_sample
+                latents = generator.scheduler.step(model_output, timestep, latents, generator=self.rng).prev_sample
         return latents, timesteps[stop_step], condition
+
+    def draw_stop_step(self) -> int:
+        """The grad step index, uniform in ``[min_stop_step, num_inference_steps - 1]``, drawn from ``self.rng``."""
+        low, high = self.args.min_stop_step, self.args.num_inference_steps
+        return int(torch.randint(low, high, (), generator=self.rng, device=self.rng.device))
 
     def refl_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """REFL loss of one micro-batch: ``relu(reward_offset - R_k(decode(x0_hat))).mean() * grad_scale``."""
         args = self.args
-        stop_step = random.randint(args.min_stop_step, args.num_inference_steps - 1)
+        stop_step = self.draw_stop_step()
         latents, timestep, condition = self.rollout_to_stop_step(batch["image_lr"], stop_step)
         x0 = self.generator.predict_x0_with_grad(latents, timestep, condition)
         image_sr = self.generator.decode(x0)
@@ -122,11 +131,14 @@ class REFLTrainer(GeneratorTrainer):
         generator = self.generator
         with torch.no_grad():
             latents = generator.encode_images(batch["image_gt"])
-        noise = torch.randn_like(latents)
+        noise = torch.randn(latents.shape, generator=self.rng, device=self.rng.device).to(latents)
         num_train_timesteps = generator.scheduler.config.num_train_timesteps
-        timesteps = torch.randint(0, num_train_timesteps, (latents.shape[0],), device=latents.device)
+        timesteps = torch.randint(
+            0, num_train_timesteps, (latents.shape[0],), generator=self.rng, device=self.rng.device
+        ).to(latents.device)
         noisy = generator.add_noise(latents, noise, timesteps)
-        model_output = generator.denoise(noisy, timesteps, generator.encode_condition(batch["image_lr"]))
+        condition = generator.encode_condition(batch["image_lr"], generator=self.rng)
+        model_output = generator.denoise(noisy, timesteps, condition)
         target = generator.training_target(latents, noise, timesteps)
         loss = F.mse_loss(model_output.float(), target.float()) * self.args.pretrain_loss_weight
         return loss, {"pretrain_loss": loss.detach().item()}

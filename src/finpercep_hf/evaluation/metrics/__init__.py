@@ -1,9 +1,10 @@
 """The Table-1 metric suite (paper Sec. 4): a registry of image-quality metrics with their metadata.
 
 Each registry entry is a [`FinPercepMetricSpec`]: direction (``lower_better``), ``score_range``, whether it needs
-the HR reference, which weight files it needs, and a builder. [`build_metric`] checks every weight file *before*
-constructing anything, so a missing file is a clear `FinPercepMissingWeightsError` (naming the file, where to put
-it and where to get it), never a download. Heavy dependencies (pyiqa, the reward model) are imported lazily.
+the ground-truth (GT) reference, which weight files it needs, and a builder. [`build_metric`] checks every weight
+file *before* constructing anything, so a missing file is a clear `FinPercepMissingWeightsError` (naming the file,
+where to put it and where to get it), never a download. Heavy dependencies (pyiqa, the reward model) are imported
+lazily.
 
 Every built metric is a [`FinPercepMetric`]: ``metric(image_sr, image_gt=None) -> (B,) float32 scores`` for
 ``image_sr`` / ``image_gt`` of shape (B, 3, H, W), float in [0, 1].

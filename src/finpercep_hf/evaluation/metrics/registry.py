@@ -115,7 +115,7 @@ register_metric(
                 "checkpoints/alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
             ),
         ),
-        description="LPIPS v0.1 (AlexNet) through pyiqa: perceptual distance to the HR image.",
+        description="LPIPS v0.1 (AlexNet) through pyiqa: perceptual distance to the GT image.",
     )
 )
 register_metric(

@@ -1,0 +1,158 @@
+"""What the generator RL benchmarks (``bench_refl.py``, ``bench_rl.py``) share: their common flags, the trainer-loop
+step timer and the pieces every RL benchmark trains (random generator, frozen stage-1 RM, random LR/HR data)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import CLIPVisionConfig, TrainerCallback
+
+from ..generators import SDUpscalerGenerator, build_sd_upscaler_pipeline
+from ..generators.flow_random_init import build_flow_sr_generator
+from ..models import FinPercepConfig, FinPercepRewardModel
+
+RM_VISION = {
+    "tiny": dict(hidden_size=32, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, patch_size=8),
+    "x4": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16),
+}
+DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+GENERATOR_SIZES = {"sd-upscaler": ("tiny", "x4"), "flow": ("tiny", "sd35-medium")}
+RM_SIZES = {"tiny": "tiny", "x4": "x4", "sd35-medium": "x4"}
+
+
+@dataclass
+class RLBenchmarkArguments:
+    """Flags every generator RL benchmark takes."""
+
+    device: str = field(default="cpu", metadata={"help": "Where to run.", "choices": ("cpu", "cuda")})
+    dtype: str = field(default="fp32", metadata={"help": "Mixed precision of the run.", "choices": tuple(DTYPES)})
+    generator: str = field(
+        default="sd-upscaler",
+        metadata={
+            "help": "Generator family (flow: FlowSRGenerator, SD3 DiT + LR stream).",
+            "choices": ("sd-upscaler", "flow"),
+        },
+    )
+    size: str = field(
+        default="tiny",
+        metadata={
+            "help": "Generator and RM size ('x4': the SD-x4-upscaler UNet, 'sd35-medium': SD3.5-medium's DiT; both "
+            "with a ViT-B/16 RM).",
+            "choices": ("tiny", "x4", "sd35-medium"),
+        },
+    )
+    batch_size: int = field(default=1, metadata={"help": "LR images per update."})
+    lr_size: int = field(default=16, metadata={"help": "LR side (SR side is 4x)."})
+    num_inference_steps: int = field(default=8, metadata={"help": "Sampling length T."})
+    steps: int = field(default=3, metadata={"help": "Timed trainer updates (after one warm-up update)."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Checkpoint UNet and VAE."})
+    output: Path | None = field(default=None, metadata={"help": "Also write the table to this file."})
+
+    def __post_init__(self):
+        if min(self.batch_size, self.lr_size, self.num_inference_steps, self.steps) < 1:
+            raise ValueError("batch_size, lr_size, num_inference_steps and steps must be >= 1.")
+        if self.size not in GENERATOR_SIZES[self.generator]:
+            raise ValueError(
+                f"--size of the {self.generator} generator must be one of {GENERATOR_SIZES[self.generator]}."
+            )
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued CUDA work (timings end when the work does); no-op elsewhere."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+class StepTimer(TrainerCallback):
+    """Wall time (ms) of each optimizer update of the trainer's own loop, and the CUDA peak memory (GiB) of each."""
+
+    def __init__(self, device: str):
+        self.device, self.times, self.peaks, self.start = device, [], [], 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        synchronize(self.device)
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        synchronize(self.device)
+        self.times.append((time.perf_counter() - self.start) * 1000)
+        if self.device == "cuda":
+            self.peaks.append(torch.cuda.max_memory_allocated() / 2**30)
+
+
+def build_components(
+    args: RLBenchmarkArguments, output_dir: str
+) -> tuple[SDUpscalerGenerator, FinPercepRewardModel, list[dict], dict]:
+    """The pieces every RL benchmark shares: generator, frozen stage-1 RM, random LR/HR data (``image_lr`` (3, l, l)
+    and ``image_gt`` (3, 4l, 4l) in [0, 1]) and the `GeneratorTrainerConfig` loop settings."""
+    if args.generator == "flow":
+        generator = build_flow_sr_generator(args.size, num_inference_steps=args.num_inference_steps)
+    else:
+        pipeline = build_sd_upscaler_pipeline(args.size)
+        generator = SDUpscalerGenerator.from_pipeline(pipeline, num_inference_steps=args.num_inference_steps)
+        del pipeline.text_encoder
+    torch.manual_seed(0)
+    vision_config = CLIPVisionConfig(**RM_VISION[RM_SIZES[args.size]])
+    config = FinPercepConfig(vision_config=vision_config, projection_dim=64, stage=1)
+    rm = FinPercepRewardModel(config).eval().requires_grad_(False)
+    hr = args.lr_size * generator.scale
+    dataset = [
+        {"image_lr": torch.rand(3, args.lr_size, args.lr_size), "image_gt": torch.rand(3, hr, hr)}
+        for _ in range(args.batch_size * (args.steps + 2))
+    ]
+    common = dict(
+        output_dir=output_dir,
+        train_batch_size=args.batch_size,
+        gradient_accumulation_steps=1,
+        max_train_steps=args.steps + 1,
+        num_inference_steps=args.num_inference_steps,
+        checkpointing_steps=10**9,
+        validation_steps=0,
+        report_to="none",
+        mixed_precision=DTYPES[args.dtype],
+        gradient_checkpointing=args.gradient_checkpointing,
+    )
+    return generator, rm, dataset, common
+
+
+def run_methods_in_subprocesses(script: str, methods: tuple[str, ...], tag: str, output: Path | None) -> dict:
+    """Run ``script`` once per method with this process's arguments (minus ``--output``) plus ``--method``; each run
+    prints one ``TAG {json}`` line, returned per method (each method's peak memory is its own process's)."""
+    forwarded = [arg for arg in sys.argv[1:] if not arg.startswith("--output") and arg != str(output)]
+    results = {}
+    for method in methods:
+        command = [sys.executable, script, *forwarded, "--method", method]
+        lines = subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()
+        line = next(line for line in lines if line.startswith(tag + " "))
+        results[method] = json.loads(line.removeprefix(tag + " "))
+    return results
+
+
+def write_report(report: str, output: Path | None) -> None:
+    """Print the result table and, with ``output``, write it there too."""
+    print(report)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(report + "\n")
+
+
+__all__ = [
+    "DTYPES",
+    "GENERATOR_SIZES",
+    "RM_SIZES",
+    "RM_VISION",
+    "RLBenchmarkArguments",
+    "StepTimer",
+    "build_components",
+    "run_methods_in_subprocesses",
+    "synchronize",
+    "write_report",
+]
