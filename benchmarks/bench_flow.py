@@ -70,7 +70,7 @@ class BenchFlowArguments(RLBenchmarkArguments):
 
 
 def build_trainer(method: str, args: BenchFlowArguments, output_dir: str, timer: StepTimer):
-    generator, rm, dataset, common = build_components(args, output_dir)
+    generator, rm, dataset, common = build_components(args, output_dir, family="flow")
     if method == "refl":
         trainer_class = REFLTrainer
         config = REFLConfig(min_stop_step=refl_stop_step(args.num_inference_steps), **common)

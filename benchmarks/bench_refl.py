@@ -17,6 +17,14 @@ so it includes data loading, conditioning, accumulation/autocast contexts, clipp
 
 ``--size x4`` is the SD-x4-upscaler architecture (473 M-parameter UNet, random weights) and a ViT-B/16 RM_1.
 Targets (issue 5): whole trainer step <= 1.15x the bare compute; peak memory at batch 1 <= 20 GiB (CUDA only).
+
+``--family`` picks the generator family (tiny random models only, except ``sd_upscaler``): ``controlnet_sr``
+(SD2 UNet + ControlNet, the same REFL rollout pieces with ControlNet + UNet calls), ``one_step`` (OSEDiff-style
+one UNet call) and ``feed_forward`` (a tiny ESRGAN), the last two trained by the direct REFL gradient: their pieces
+are the generator + RM forward and backward with the reference-output fidelity term, against the same module calls
+written out by hand (VAE encode, UNet, x0, VAE decode, RM, the reference forward with adapters off).
+
+    python benchmarks/bench_refl.py --family one_step --steps 5 --repeats 5
 """
 
 from __future__ import annotations
@@ -30,9 +38,13 @@ from dataclasses import dataclass, field
 from unittest import mock
 
 import torch
+import torch.nn.functional as F
 
+from finpercep_hf.generators import FeedForwardSRGenerator, SDUpscalerGenerator
+from finpercep_hf.generators.latent_diffusion import unwrap_model
 from finpercep_hf.scripting import parse_arguments
 from finpercep_hf.scripting.benchmarking import (
+    GENERATOR_FAMILIES,
     RLBenchmarkArguments,
     StepTimer,
     build_components,
@@ -62,12 +74,109 @@ class BenchREFLArguments(RLBenchmarkArguments):
     num_inference_steps: int = field(default=40, metadata={"help": "REFL schedule length T."})
     stop_step: int = field(default=34, metadata={"help": "Pinned REFL stop step (no-grad UNet calls)."})
     repeats: int = field(default=3, metadata={"help": "Repeats of each bare/piece timing (median)."})
+    family: str = field(
+        default="sd_upscaler",
+        metadata={"help": "Generator family (tiny only but sd_upscaler).", "choices": GENERATOR_FAMILIES},
+    )
 
 
 def build_trainer(args: BenchREFLArguments, output_dir: str, timer: StepTimer) -> REFLTrainer:
-    generator, rm, dataset, common = build_components(args, output_dir)
+    generator, rm, dataset, common = build_components(args, output_dir, family=args.family)
     config = REFLConfig(min_stop_step=args.stop_step, **common)
     return REFLTrainer(generator, reward=rm, args=config, train_dataset=dataset, callbacks=[timer])
+
+
+def bare_denoiser(generator, image_lr: torch.Tensor):
+    """The denoiser of a multi-step family called directly on inputs of the right shapes: UNet (SD-x4: 7 channels
+    and noise-level labels) or ControlNet + UNet."""
+    batch_size, device, dtype = image_lr.shape[0], image_lr.device, generator.dtype
+    condition = generator.encode_condition(image_lr)
+    latents = generator.prepare_latents(condition)
+    embeds = generator.prompt_embeds.expand(batch_size, -1, -1)
+    timestep = torch.tensor(500, device=device)
+    unet = generator.unet
+    if isinstance(generator, SDUpscalerGenerator):
+        sample = torch.randn(batch_size, 7, *latents.shape[-2:], device=device, dtype=dtype)
+        labels = torch.full((batch_size,), 20, device=device)
+        return lambda: unet(sample, timestep, encoder_hidden_states=embeds, class_labels=labels).sample
+    controlnet, control = generator.controlnet, condition.image_lr
+
+    def controlnet_unet():
+        down, mid = controlnet(
+            latents, timestep, encoder_hidden_states=embeds, controlnet_cond=control, return_dict=False
+        )
+        return unet(
+            latents, timestep, encoder_hidden_states=embeds, down_block_additional_residuals=down,
+            mid_block_additional_residual=mid,
+        ).sample  # fmt: skip
+
+    return controlnet_unet
+
+
+def bare_direct_refl(generator, rm, image_lr: torch.Tensor):
+    """REFL's direct loss of a one-step or feed-forward generator written as bare module calls (reward hinge with
+    offset 2 and the reference L1 at weight 1, scaled by 1e-3), backward included."""
+    if isinstance(generator, FeedForwardSRGenerator):
+        network = unwrap_model(generator.trainable_model)
+
+        def forward(lr):
+            return network(lr).float().clamp(0, 1)
+
+        def reference(lr):
+            network.disable_adapter_layers()
+            image = forward(lr)
+            network.enable_adapter_layers()
+            return image
+
+    else:
+        unet, vae, vae_scale = generator.unet, generator.vae, generator.vae.config.scaling_factor
+        alpha = generator.scheduler.alphas_cumprod[generator.timestep]
+        embeds = generator.prompt_embeds.expand(image_lr.shape[0], -1, -1)
+
+        def forward(lr):
+            with torch.no_grad():
+                upsampled = F.interpolate(lr, scale_factor=generator.scale, mode="bicubic").clamp(0, 1)
+                latents = vae.encode(upsampled * 2 - 1).latent_dist.mean * vae_scale
+            eps = unet(latents, generator.timestep, encoder_hidden_states=embeds).sample
+            x0 = (latents - (1 - alpha).sqrt() * eps) / alpha.sqrt()
+            return (vae.decode(x0 / vae_scale).sample / 2 + 0.5).clamp(0, 1)
+
+        def reference(lr):
+            unet.disable_adapters()
+            image = forward(lr)
+            unet.enable_adapters()
+            return image
+
+    def step():
+        image_sr = forward(image_lr)
+        with torch.no_grad():
+            image_reference = reference(image_lr)
+        hinge = F.relu(2.0 - rm(image_sr).global_score).mean()
+        ((hinge + (image_sr - image_reference).abs().mean()) * 1e-3).backward()
+
+    return step
+
+
+def measure_direct_pieces(trainer: REFLTrainer, args) -> dict[str, tuple[float, float]]:
+    """A direct generator's REFL loss fwd+bwd through the trainer (``compute_loss``) vs bare module calls, and the
+    optimizer step: ``name -> (trainer ms, bare ms)``."""
+    generator, accelerator = trainer.generator, trainer.accelerator
+    image_lr = torch.rand(args.batch_size, 3, args.lr_size, args.lr_size, device=accelerator.device)
+    hr = args.lr_size * generator.scale
+    batch = {"image_lr": image_lr, "image_gt": torch.rand(args.batch_size, 3, hr, hr, device=accelerator.device)}
+    bare = bare_direct_refl(generator, trainer.reward.model, image_lr)
+
+    def ours():
+        trainer.compute_loss(batch)[0].backward()
+
+    def optimizer_step():
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad()
+
+    with accelerator.autocast():
+        pieces = {"generator + RM + reference fwd+bwd": timed_pair(ours, bare, args.device, args.repeats)}
+    pieces["optimizer step"] = timed_pair(optimizer_step, lambda: None, args.device, args.repeats)
+    return pieces
 
 
 def measure_pieces(trainer: REFLTrainer, stop: int, args) -> dict[str, tuple[float, float]]:
@@ -75,16 +184,9 @@ def measure_pieces(trainer: REFLTrainer, stop: int, args) -> dict[str, tuple[flo
     same weights, dtype and batch: ``name -> (trainer ms, bare ms)``."""
     device, repeats = args.device, args.repeats
     generator, accelerator = trainer.generator, trainer.accelerator
-    unet, vae, rm = generator.unet, generator.vae, trainer.reward.model
-    batch_size, size, dtype = args.batch_size, args.lr_size, generator.dtype
-    image_lr = torch.rand(batch_size, 3, size, size, device=accelerator.device)
-    sample = torch.randn(batch_size, 7, size, size, device=accelerator.device, dtype=dtype)
-    embeds = generator.prompt_embeds.expand(batch_size, -1, -1)
-    labels = torch.full((batch_size,), 20, device=accelerator.device)
-    timestep = torch.tensor(500, device=accelerator.device)
-
-    def bare_unet():
-        return unet(sample, timestep, encoder_hidden_states=embeds, class_labels=labels).sample
+    vae, rm = generator.vae, trainer.reward.model
+    image_lr = torch.rand(args.batch_size, 3, args.lr_size, args.lr_size, device=accelerator.device)
+    bare_unet = bare_denoiser(generator, image_lr)
 
     pieces = {}
     with accelerator.autocast():
@@ -145,25 +247,30 @@ def main() -> None:
             trainer.train()
         step_times = timer.times[1:]
         whole = statistics.median(step_times)
-        pieces = measure_pieces(trainer, args.stop_step, args)
+        if args.family in ("one_step", "feed_forward"):
+            pieces = measure_direct_pieces(trainer, args)
+        else:
+            pieces = measure_pieces(trainer, args.stop_step, args)
 
     ours = {name: times[0] for name, times in pieces.items()}
     bare = {name: times[1] for name, times in pieces.items()}
     bare["optimizer step"] = 0.0
     ours["everything else in the trainer"] = whole - sum(ours.values())
     bare["everything else in the trainer"] = 0.0
-    unet_params = sum(p.numel() for p in trainer.generator.unet.parameters()) / 1e6
+    trained = unwrap_model(trainer.generator.trainable_model)
+    trained_params = sum(p.numel() for p in trained.parameters()) / 1e6
     lines = [
-        f"bench_refl: device={args.device} dtype={args.dtype} size={args.size} ({unet_params:.1f} M UNet params "
-        f"incl. LoRA) batch={args.batch_size} LR {args.lr_size}->{args.lr_size * 4} T={args.num_inference_steps} "
+        f"bench_refl: family={args.family} device={args.device} dtype={args.dtype} size={args.size} "
+        f"({trained_params:.1f} M params in the trained {type(trained).__name__}, incl. LoRA) "
+        f"batch={args.batch_size} LR {args.lr_size}->{args.lr_size * 4} T={args.num_inference_steps} "
         f"stop_step={args.stop_step} gradient_checkpointing={args.gradient_checkpointing} torch={torch.__version__} "
         f"threads={torch.get_num_threads()}",
         "",
-        f"{'piece':34s} {'trainer (ms)':>13s} {'bare (ms)':>11s} {'ratio':>7s}",
+        f"{'piece':36s} {'trainer (ms)':>13s} {'bare (ms)':>11s} {'ratio':>7s}",
     ]
     for name in ours:
         ratio = f"{ours[name] / bare[name]:.2f}" if bare[name] > 0 else "-"
-        lines.append(f"{name:34s} {ours[name]:13.1f} {bare[name]:11.1f} {ratio:>7s}")
+        lines.append(f"{name:36s} {ours[name]:13.1f} {bare[name]:11.1f} {ratio:>7s}")
     total_bare = sum(bare.values())
     lines += [
         f"{'whole trainer step (median of ' + str(len(step_times)) + ')':34s} {whole:13.1f} {total_bare:11.1f} "

@@ -55,6 +55,13 @@ METHODS = ("refl", "dpo", "grpo")
 
 @dataclass
 class BenchRLArguments(RLBenchmarkArguments):
+    family: str = field(
+        default="sd_upscaler",
+        metadata={
+            "help": "Generator family: sd_upscaler or flow (FlowSRGenerator).",
+            "choices": ("sd_upscaler", "flow"),
+        },
+    )
     candidates: int = field(default=4, metadata={"help": "DPO candidates / GRPO group size K."})
     rounds: int = field(default=2, metadata={"help": "Times the three methods run in turn."})
     method: str | None = field(
@@ -74,7 +81,7 @@ def resident_mib() -> float:
 
 
 def build_trainer(method: str, args: BenchRLArguments, output_dir: str, timer: StepTimer):
-    generator, rm, dataset, common = build_components(args, output_dir)
+    generator, rm, dataset, common = build_components(args, output_dir, family=args.family)
     if method == "refl":
         trainer_class, config = (
             REFLTrainer,
@@ -131,7 +138,7 @@ def main() -> None:
     peak = {method: statistics.median(r["peak_mib"] for r in runs) for method, runs in results.items()}
     memory = "CUDA max_memory_allocated" if args.device == "cuda" else "CPU resident-set growth over the built models"
     lines = [
-        f"bench_rl: generator={args.generator} device={args.device} dtype={args.dtype} size={args.size} "
+        f"bench_rl: family={args.family} device={args.device} dtype={args.dtype} size={args.size} "
         f"batch={args.batch_size} "
         f"LR {args.lr_size}->{args.lr_size * 4} T={args.num_inference_steps} K={args.candidates} "
         f"gradient_checkpointing={args.gradient_checkpointing} torch={torch.__version__} "

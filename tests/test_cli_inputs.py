@@ -124,3 +124,14 @@ def test_exit_codes_are_in_every_help():
     for name, subparser in subparsers.choices.items():
         assert "3 the output directory cannot be written" in subparser.format_help(), name
     assert "Exit codes" in score.__doc__
+
+
+def test_permission_denied_output_directory_exits_3(tiny_rm1_dir, tmp_path, capsys, monkeypatch):
+    """The check that runs before any model loads (root ignores permissions, so the refusal is simulated)."""
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr("finpercep_hf.commands.outputs.tempfile.TemporaryFile", denied)
+    assert main(["score", "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "out")]) == 3
+    assert capsys.readouterr().err.strip() == f"error: cannot write to --out {tmp_path / 'out'}: Permission denied."

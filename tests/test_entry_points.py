@@ -1,6 +1,9 @@
 """The entry-point layer: thin scripts that import only the package, and the argument helpers they share."""
 
 import ast
+import os
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -72,3 +75,39 @@ def test_quickstart_flags_are_quickstart_config_fields():
     config = config_from_view(QuickstartConfig, values)
     assert config.train_samples == 8 and config.stage_steps == "0,1,1,1" and str(args.out) == "runs/quickstart"
     assert config.seed == QuickstartConfig().seed
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--tiny_clip", "--stages", "0,1", "--stage_steps", "0"], "must be non-empty and of equal length"),
+        (["--tiny_clip", "--stage_steps", "0,2,2,2"], "cannot load the FGR dataset"),
+    ],
+)
+def test_reward_model_script_answers_bad_values_with_one_line_and_exit_2(flags, message, tmp_path):
+    script = REPO / "training_scripts" / "train_reward_model.py"
+    command = [
+        sys.executable,
+        str(script),
+        "--dataset",
+        str(tmp_path / "no-fgr"),
+        "--output_dir",
+        str(tmp_path),
+        *flags,
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr
+
+
+def test_reward_model_script_arguments_need_exactly_one_clip():
+    from finpercep_hf.scripting.reward_model_training import RewardModelScriptArguments
+
+    parser = HfArgumentParser(RewardModelScriptArguments)
+    for flags in (["--tiny_clip", "--base_clip", "openai/clip-vit-base-patch16"], []):
+        with pytest.raises(ValueError, match="exactly one of --base_clip"):
+            parser.parse_args_into_dataclasses(["--dataset", "fgr", *flags])
+    (args,) = parser.parse_args_into_dataclasses(["--dataset", "fgr", "--tiny_clip"])
+    assert args.tiny_clip and args.base_clip is None and args.decoder_channels == 64

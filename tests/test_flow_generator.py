@@ -12,7 +12,8 @@ from finpercep_hf.generators.flow_random_init import (
     build_flow_sr_pipeline,
     save_tiny_flow_sr,
 )
-from finpercep_hf.generators.flow_sd3 import FlowSRGenerator, is_flow_checkpoint
+from finpercep_hf.generators.flow_sd3 import FlowSRGenerator
+from finpercep_hf.generators.loading import detect_generator_type, load_generator
 from finpercep_hf.generators.policy import DDIMPolicy, FlowSDEPolicy, stochastic_policy
 from finpercep_hf.generators.prompt_embeds import cached_prompt_embeddings, save_prompt_embeddings
 from finpercep_hf.generators.sd3_lr_stream import SD3LRStreamTransformer2DModel
@@ -161,8 +162,9 @@ def test_prompt_embeddings_are_read_from_the_cache_without_text_encoders(tmp_pat
 
 def test_from_pretrained_detects_the_flow_checkpoint_and_loads_a_user_transformer_class(tmp_path):
     directory = save_tiny_flow_sr(tmp_path / "tiny-flow")
-    assert is_flow_checkpoint(str(directory))
-    generator = FlowSRGenerator.from_pretrained(str(directory))
+    assert detect_generator_type(str(directory)) == "flow"
+    generator = load_generator(str(directory))
+    assert isinstance(generator, FlowSRGenerator)
     assert isinstance(generator.transformer, SD3LRStreamTransformer2DModel)
     # a user's own transformer class ("module.py:Class"), as DiT4SR's code plugs in
     module = tmp_path / "my_dit.py"

@@ -217,3 +217,27 @@ def test_few_grpo_steps_increase_the_mean_brightness(tmp_path):
     after = mean_reward()
     assert after > before
     assert history[-1]["train/reward_mean"] > history[0]["train/reward_mean"]
+
+
+def test_diffusers_default_ddim_config_with_v_prediction_trains(tmp_path):
+    """diffusers' default DDIM config (set_alpha_to_one=True) makes the last step deterministic: it is taken with
+    the mean and is not a policy action, so no log-probability of a zero-variance step is ever computed."""
+    from diffusers import DDIMScheduler
+
+    dataset = LowResImages(2)
+    torch.manual_seed(0)
+    generator = SDUpscalerGenerator.from_pipeline(build_sd_upscaler_pipeline("tiny"))
+    generator.scheduler = DDIMScheduler(prediction_type="v_prediction")
+    config = DiffusionGRPOConfig(
+        output_dir=str(tmp_path), num_samples_per_image=4, num_inference_steps=4, train_batch_size=2,
+        gradient_accumulation_steps=1, validation_steps=0, report_to="none",
+    )  # fmt: skip
+    trainer = DiffusionGRPOTrainer(generator, reward=brightness, args=config, train_dataset=dataset)
+    assert trainer.sampling_scheduler.config.set_alpha_to_one
+    assert trainer.policy_step == [True, True, True, False]
+    rollout = trainer.rollout(dataset.image_lr)
+    assert rollout.log_probs.shape == (8, 3) and torch.isfinite(rollout.log_probs).all()
+    assert rollout.timesteps.tolist() == trainer.sampling_scheduler.timesteps[:3].tolist()
+    loss, logs = trainer.training_step({"image_lr": dataset.image_lr})
+    assert torch.isfinite(loss) and "reward_mean" in logs
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.generator.trainable_parameters())

@@ -26,6 +26,7 @@ def test_pipeline_matches_the_model(tiny_rm1_dir, skimage_photos, tmp_path):
         with torch.no_grad():
             out = model(FinPercepImageProcessor()(image)["pixel_values"])
         assert result["score"] == pytest.approx(out.global_score.item(), abs=1e-6)
+        assert abs(result["score"] - result["base_score"]) > 1e-3  # the fixture's head is perturbed
         np.testing.assert_allclose(result["pdm"], out.pdm[0, 0].numpy(), atol=1e-6)
 
 

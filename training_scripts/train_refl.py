@@ -10,22 +10,24 @@ accelerate launch training_scripts/train_refl.py \
 ```
 
 Every `REFLConfig` field is a flag (``--learning_rate``, ``--grad_scale``, ``--pretrain_loss``, ...); the
-`GeneratorScriptArguments` flags choose the generator, the data and the reward. Bad values exit with code 2
-before any model loads. All the logic lives in the package.
+`GeneratorScriptArguments` flags choose the generator (any family: ``--generator``), the data and the reward;
+the `FidelityConfig` flags weight the fidelity terms of the one-step and feed-forward generators. Bad values exit
+with code 2 before any model loads. All the logic lives in the package.
 """
 
+from finpercep_hf.generators import FidelityConfig
 from finpercep_hf.scripting import exit_on_bad_input, parse_arguments
 from finpercep_hf.scripting.generator_training import GeneratorScriptArguments, build_lr_hr_datasets, train_generator
 from finpercep_hf.trainers import REFLConfig, REFLTrainer
 
 
 def main() -> None:
-    script_args, config = parse_arguments((GeneratorScriptArguments, REFLConfig))
+    script_args, config, fidelity = parse_arguments((GeneratorScriptArguments, REFLConfig, FidelityConfig))
     # Prepare dataset
     with exit_on_bad_input():
         train_dataset, eval_dataset = build_lr_hr_datasets(script_args)
     # Load models and train!
-    train_generator(REFLTrainer, script_args, config, train_dataset, eval_dataset)
+    train_generator(REFLTrainer, script_args, config, train_dataset, eval_dataset, fidelity=fidelity)
 
 
 if __name__ == "__main__":

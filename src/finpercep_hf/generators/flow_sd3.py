@@ -40,26 +40,17 @@ from torch import nn
 
 from ..data.sr_pool import import_class
 from .base import SRCondition
-from .peft_lora import LORA_WEIGHT_NAME, PeftLoRAMixin
+from .latent_diffusion import LORA_WEIGHT_NAME, LatentDiffusionSRGenerator
 from .policy import FlowSDEPolicy
 from .prompt_embeds import cached_prompt_embeddings, load_prompt_embeddings
-from .sampling import SchedulerSamplingMixin
 from .sd3_lr_stream import SD3LRStreamTransformer2DModel
 
 CONDITIONING_MODES = ("lr_stream", "controlnet")
 LR_KEYWORD = "controlnet_image"
 PROMPT_EMBEDS_FILE = "prompt_embeds.safetensors"
-FLOW_PIPELINES = ("StableDiffusion3Pipeline", "StableDiffusion3ControlNetPipeline", "StableDiffusion3Img2ImgPipeline")
 
 
-def is_flow_checkpoint(name_or_path: str) -> bool:
-    """Whether the checkpoint's ``model_index.json`` names an SD3-family (flow-matching) pipeline."""
-    from diffusers import DiffusionPipeline
-
-    return DiffusionPipeline.load_config(name_or_path).get("_class_name") in FLOW_PIPELINES
-
-
-class FlowSRGenerator(SchedulerSamplingMixin, PeftLoRAMixin):
+class FlowSRGenerator(LatentDiffusionSRGenerator):
     """A flow-matching SD3-family SR generator driven step by step, LoRA on the transformer through PEFT.
 
     Args:
@@ -85,6 +76,8 @@ class FlowSRGenerator(SchedulerSamplingMixin, PeftLoRAMixin):
     """
 
     prediction_type = "flow"
+    lora_pipeline_class = StableDiffusion3Pipeline
+    trainable_subfolder = "transformer"
 
     def __init__(
         self,
@@ -107,6 +100,7 @@ class FlowSRGenerator(SchedulerSamplingMixin, PeftLoRAMixin):
             )
         if scale < 1:
             raise ValueError(f"scale must be >= 1, got {scale}.")
+        # The base's __init__ checks for a DDPM prediction type; the fields it would set are set here.
         self.vae = vae.requires_grad_(False).eval()
         self.trainable_model = transformer
         self.transformer_config = transformer.config
@@ -175,33 +169,22 @@ class FlowSRGenerator(SchedulerSamplingMixin, PeftLoRAMixin):
 
     @property
     def transformer(self) -> nn.Module:
-        """The bare transformer (unwrapped from DDP/compile wrappers the trainer may have put around it)."""
-        return self.base_model
+        """The bare transformer (unwrapped from the DDP/compile wrappers the trainer may have put around it)."""
+        return self.trained_model
 
-    @property
-    def device(self) -> torch.device:
-        return self.prompt_embeds.device
+    def frozen_modules(self) -> list[nn.Module]:
+        """The ControlNet in ``controlnet`` mode (frozen; the LoRA goes on the transformer)."""
+        return [] if self.controlnet is None else [self.controlnet]
 
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype of the frozen weights (the VAE); LoRA weights stay float32."""
-        return self.vae.dtype
+    def latent_shape(self, condition: SRCondition) -> tuple[int, ...]:
+        """x_1 has the LR latents' shape (B, 16, H/8, W/8)."""
+        return tuple(condition.image_lr.shape)
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> FlowSRGenerator:
-        """Move the frozen parts to ``device``/``dtype``; trainable parameters are kept in float32."""
-        for module in (self.vae, self.transformer, self.controlnet):
-            if module is not None:
-                module.to(device, dtype=dtype)
-        self.prompt_embeds = self.prompt_embeds.to(device, dtype=dtype)
+        """Move every module and the prompt embeddings to ``device``/``dtype``; trainable parameters stay float32."""
+        super().to(device, dtype=dtype)
         self.pooled_prompt_embeds = self.pooled_prompt_embeds.to(device, dtype=dtype)
-        for parameter in self.trainable_parameters():
-            parameter.data = parameter.data.float()
         return self
-
-    def enable_gradient_checkpointing(self) -> None:
-        """Recompute transformer and VAE-decoder activations in backward."""
-        self.transformer.enable_gradient_checkpointing()
-        self.vae.enable_gradient_checkpointing()
 
     # Conditioning and sampling
 
@@ -225,12 +208,6 @@ class FlowSRGenerator(SchedulerSamplingMixin, PeftLoRAMixin):
             encoder_hidden_states=self.prompt_embeds.expand(batch, -1, -1),
             extra={"pooled_projections": self.pooled_prompt_embeds},
         )
-
-    def prepare_latents(self, condition: SRCondition, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Initial noise x_1 ~ N(0, I) with the LR latents' shape (B, 16, H/8, W/8)."""
-        shape = condition.image_lr.shape
-        latents = torch.randn(shape, generator=generator, device=generator.device if generator else self.device)
-        return latents.to(self.device, self.dtype)
 
     def denoise(self, latents: torch.Tensor, timestep: torch.Tensor, condition: SRCondition) -> torch.Tensor:
         """One transformer call: latents x_sigma (B, C, h, w) at ``timestep`` (scalar or (B,), sigma * 1000) -> v.
@@ -309,15 +286,21 @@ class FlowSRGenerator(SchedulerSamplingMixin, PeftLoRAMixin):
         if not self.has_lora:
             raise ValueError("this generator has no LoRA adapter to save (call add_lora first).")
         save_directory = Path(save_directory)
+        config = next(iter(self.transformer.peft_config.values()))
         StableDiffusion3Pipeline.save_lora_weights(
             save_directory,
             transformer_lora_layers=get_peft_model_state_dict(self.transformer),
             weight_name=LORA_WEIGHT_NAME,
+            transformer_lora_adapter_metadata=config.to_dict(),
         )
         return save_directory / LORA_WEIGHT_NAME
 
     def load_lora_weights(self, directory: str | Path) -> None:
-        """Load LoRA weights written by `save_lora_weights` into the existing adapter (same rank and targets)."""
+        """Load LoRA weights written by `save_lora_weights`: into the existing adapter (same rank and targets), or,
+        with none, as a new adapter whose rank, alpha and targets come from the file's metadata."""
+        if not self.has_lora:
+            self.transformer.load_lora_adapter(str(directory), prefix="transformer", weight_name=LORA_WEIGHT_NAME)
+            return
         state_dict = StableDiffusion3Pipeline.lora_state_dict(str(directory), weight_name=LORA_WEIGHT_NAME)
         prefix = "transformer."
         transformer_state = {
@@ -332,9 +315,7 @@ class FlowSRGenerator(SchedulerSamplingMixin, PeftLoRAMixin):
 
 __all__ = [
     "CONDITIONING_MODES",
-    "FLOW_PIPELINES",
     "FlowSRGenerator",
     "LR_KEYWORD",
     "PROMPT_EMBEDS_FILE",
-    "is_flow_checkpoint",
 ]

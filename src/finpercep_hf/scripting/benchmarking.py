@@ -13,8 +13,15 @@ from pathlib import Path
 import torch
 from transformers import CLIPVisionConfig, TrainerCallback
 
-from ..generators import SDUpscalerGenerator, build_sd_upscaler_pipeline
+from ..generators import (
+    ControlNetSRGenerator,
+    FeedForwardSRGenerator,
+    OneStepSRGenerator,
+    SDUpscalerGenerator,
+    build_sd_upscaler_pipeline,
+)
 from ..generators.flow_random_init import build_flow_sr_generator
+from ..generators.random_families import build_controlnet_sr_pipeline, build_feed_forward_network, build_sd_pipeline
 from ..models import FinPercepConfig, FinPercepRewardModel
 
 RM_VISION = {
@@ -22,7 +29,8 @@ RM_VISION = {
     "x4": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16),
 }
 DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
-GENERATOR_SIZES = {"sd-upscaler": ("tiny", "x4"), "flow": ("tiny", "sd35-medium")}
+GENERATOR_FAMILIES = ("sd_upscaler", "controlnet_sr", "one_step", "feed_forward", "flow")
+FAMILY_SIZES = {"sd_upscaler": ("tiny", "x4"), "flow": ("tiny", "sd35-medium")}
 RM_SIZES = {"tiny": "tiny", "x4": "x4", "sd35-medium": "x4"}
 
 
@@ -32,18 +40,11 @@ class RLBenchmarkArguments:
 
     device: str = field(default="cpu", metadata={"help": "Where to run.", "choices": ("cpu", "cuda")})
     dtype: str = field(default="fp32", metadata={"help": "Mixed precision of the run.", "choices": tuple(DTYPES)})
-    generator: str = field(
-        default="sd-upscaler",
-        metadata={
-            "help": "Generator family (flow: FlowSRGenerator, SD3 DiT + LR stream).",
-            "choices": ("sd-upscaler", "flow"),
-        },
-    )
     size: str = field(
         default="tiny",
         metadata={
-            "help": "Generator and RM size ('x4': the SD-x4-upscaler UNet, 'sd35-medium': SD3.5-medium's DiT; both "
-            "with a ViT-B/16 RM).",
+            "help": "Generator and RM size ('x4': the SD-x4-upscaler UNet, 'sd35-medium': SD3.5-medium's DiT for the "
+            "flow family; both with a ViT-B/16 RM).",
             "choices": ("tiny", "x4", "sd35-medium"),
         },
     )
@@ -57,10 +58,6 @@ class RLBenchmarkArguments:
     def __post_init__(self):
         if min(self.batch_size, self.lr_size, self.num_inference_steps, self.steps) < 1:
             raise ValueError("batch_size, lr_size, num_inference_steps and steps must be >= 1.")
-        if self.size not in GENERATOR_SIZES[self.generator]:
-            raise ValueError(
-                f"--size of the {self.generator} generator must be one of {GENERATOR_SIZES[self.generator]}."
-            )
 
 
 def synchronize(device: str) -> None:
@@ -88,17 +85,32 @@ class StepTimer(TrainerCallback):
             self.peaks.append(torch.cuda.max_memory_allocated() / 2**30)
 
 
+def build_generator(family: str, size: str, num_inference_steps: int):
+    """A random generator of ``family`` (one of ``GENERATOR_FAMILIES``; ``size`` "x4" exists for the SD-x4 upscaler,
+    "sd35-medium" for the flow family, the other families are tiny)."""
+    if family not in GENERATOR_FAMILIES:
+        raise ValueError(f"family must be one of {GENERATOR_FAMILIES}, got {family!r}.")
+    if size not in FAMILY_SIZES.get(family, ("tiny",)):
+        raise ValueError(f"size {size!r} is not available for the {family} family.")
+    if family == "flow":
+        return build_flow_sr_generator(size, num_inference_steps=num_inference_steps)
+    if family == "sd_upscaler":
+        pipeline = build_sd_upscaler_pipeline(size)
+        return SDUpscalerGenerator.from_pipeline(pipeline, num_inference_steps=num_inference_steps)
+    if family == "controlnet_sr":
+        pipeline = build_controlnet_sr_pipeline()
+        return ControlNetSRGenerator.from_pipeline(pipeline, num_inference_steps=num_inference_steps)
+    if family == "one_step":
+        return OneStepSRGenerator.from_pipeline(build_sd_pipeline())
+    return FeedForwardSRGenerator(build_feed_forward_network("ESRGAN"))
+
+
 def build_components(
-    args: RLBenchmarkArguments, output_dir: str
+    args: RLBenchmarkArguments, output_dir: str, family: str = "sd_upscaler"
 ) -> tuple[SDUpscalerGenerator, FinPercepRewardModel, list[dict], dict]:
-    """The pieces every RL benchmark shares: generator, frozen stage-1 RM, random LR/HR data (``image_lr`` (3, l, l)
-    and ``image_gt`` (3, 4l, 4l) in [0, 1]) and the `GeneratorTrainerConfig` loop settings."""
-    if args.generator == "flow":
-        generator = build_flow_sr_generator(args.size, num_inference_steps=args.num_inference_steps)
-    else:
-        pipeline = build_sd_upscaler_pipeline(args.size)
-        generator = SDUpscalerGenerator.from_pipeline(pipeline, num_inference_steps=args.num_inference_steps)
-        del pipeline.text_encoder
+    """The pieces every RL benchmark shares: a random generator of ``family``, frozen stage-1 RM, random LR/HR data
+    (``image_lr`` (3, l, l) and ``image_gt`` (3, 4l, 4l) in [0, 1]) and the `GeneratorTrainerConfig` loop settings."""
+    generator = build_generator(family, args.size, args.num_inference_steps)
     torch.manual_seed(0)
     vision_config = CLIPVisionConfig(**RM_VISION[RM_SIZES[args.size]])
     config = FinPercepConfig(vision_config=vision_config, projection_dim=64, stage=1)
@@ -146,12 +158,14 @@ def write_report(report: str, output: Path | None) -> None:
 
 __all__ = [
     "DTYPES",
-    "GENERATOR_SIZES",
+    "FAMILY_SIZES",
+    "GENERATOR_FAMILIES",
     "RM_SIZES",
     "RM_VISION",
     "RLBenchmarkArguments",
     "StepTimer",
     "build_components",
+    "build_generator",
     "run_methods_in_subprocesses",
     "synchronize",
     "write_report",

@@ -10,14 +10,14 @@ from torch.utils.data import Dataset as TorchDataset
 
 from ..curriculum import CCLRewardCallback, CCLSchedule
 from ..data import LRHRDataset, PreferencePairDataset
-from ..generators import SDUpscalerGenerator
-from ..generators.flow_sd3 import FlowSRGenerator, is_flow_checkpoint
+from ..generators import FidelityConfig
+from ..generators.controlnet_sr import TRAINABLE_PARTS
+from ..generators.loading import GENERATOR_LOADERS, load_generator_with_options
 from ..rewards import REWARD_TYPES, as_reward_function
 from ..trainers import GeneratorTrainer, GeneratorTrainerConfig
 
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
 DEGRADATIONS = ("bicubic", "realesrgan")
-GENERATOR_FAMILIES = ("auto", "sd-upscaler", "flow")
 
 
 @dataclass
@@ -25,7 +25,7 @@ class GeneratorScriptArguments:
     """The generator, the reward schedule and the training images of a generator RL script."""
 
     pretrained_model_name_or_path: str = field(
-        metadata={"help": "A StableDiffusionUpscalePipeline or SD3-family (flow) checkpoint (Hub id or directory)."}
+        metadata={"help": "The generator: a pipeline (Hub id or directory), an SR weights file or module.py:Name."}
     )
     reward_schedule: str = field(
         metadata={"help": "STEP:RM_CHECKPOINT,...: the RM_k in force from each update on (one entry: no curriculum)."}
@@ -40,17 +40,24 @@ class GeneratorScriptArguments:
     image_column: str = field(default="image_gt", metadata={"help": "HR image column of --dataset."})
     degradation: str = field(default="bicubic", metadata={"help": f"How LR is made from HR: {DEGRADATIONS}."})
     resolution: int = field(default=512, metadata={"help": "HR crop size (LR is resolution / 4)."})
-    prompt: str = field(default="", metadata={"help": "Prompt of the upscaler (encoded once)."})
-    noise_level: int = field(default=20, metadata={"help": "Noise level added to the LR conditioning."})
-    # Generator family (``flow``: `FlowSRGenerator`, SD3 / SD3.5 / DiT4SR)
-    generator: str = field(
-        default="auto", metadata={"help": f"Generator family: {GENERATOR_FAMILIES} (auto: from model_index.json)."}
+    generator: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Generator family, one of {sorted(GENERATOR_LOADERS)} (default: detected from "
+            "--pretrained_model_name_or_path: a pipeline's model_index.json, a spandrel weights file, module.py:Name)."
+        },
+    )
+    prompt: str | None = field(default=None, metadata={"help": "Prompt of a diffusion generator (encoded once; '')."})
+    noise_level: int | None = field(default=None, metadata={"help": "SD-x4 upscaler: LR noise level (20)."})
+    controlnet: str | None = field(default=None, metadata={"help": "controlnet_sr: a ControlNet for an SD2 base."})
+    trainable: str | None = field(
+        default=None, metadata={"help": f"controlnet_sr: the trained part, one of {TRAINABLE_PARTS} ('unet')."}
     )
     prompt_embeds_file: str | None = field(
-        default=None, metadata={"help": "Flow: cached prompt embeddings (written on first use; no text encoders)."}
+        default=None, metadata={"help": "flow: cached prompt embeddings (written on first use; no text encoders)."}
     )
     transformer_class: str | None = field(
-        default=None, metadata={"help": "Flow: your transformer class as 'module.py:Class' (e.g. DiT4SR's)."}
+        default=None, metadata={"help": "flow: your transformer class as 'module.py:Class' (e.g. DiT4SR's)."}
     )
     # Offline Diffusion-DPO (``--preference_source offline``)
     chosen_column: str = field(default="image_syn", metadata={"help": "Offline DPO: the preferred image column."})
@@ -59,12 +66,14 @@ class GeneratorScriptArguments:
     def __post_init__(self):
         if self.train_data_dir and self.dataset:
             raise ValueError("pass --train_data_dir or --dataset, not both.")
-        if self.generator not in GENERATOR_FAMILIES:
-            raise ValueError(f"--generator must be one of {GENERATOR_FAMILIES}, got {self.generator!r}.")
         if self.degradation not in DEGRADATIONS:
             raise ValueError(f"--degradation must be one of {DEGRADATIONS}, got {self.degradation!r}.")
         if self.resolution < 4 or self.resolution % 4:
             raise ValueError(f"--resolution must be a positive multiple of 4, got {self.resolution}.")
+        if self.generator is not None and self.generator not in GENERATOR_LOADERS:
+            raise ValueError(f"--generator must be one of {sorted(GENERATOR_LOADERS)}, got {self.generator!r}.")
+        if self.trainable is not None and self.trainable not in TRAINABLE_PARTS:
+            raise ValueError(f"--trainable must be one of {TRAINABLE_PARTS}, got {self.trainable!r}.")
         CCLSchedule.from_string(self.reward_schedule)  # a bad schedule fails here, before any model loads
 
 
@@ -140,25 +149,23 @@ def train_generator(
     config: GeneratorTrainerConfig,
     train_dataset: TorchDataset,
     eval_dataset: TorchDataset,
+    fidelity: FidelityConfig | None = None,
 ) -> GeneratorTrainer:
-    """Load the generator and the first RM of ``--reward_schedule``, then train under the CCL reward callback."""
+    """Load the generator (any family, see `load_generator_with_options`; ``fidelity``: REFL's terms of the direct
+    generators) and the first RM of ``--reward_schedule``, then train under the CCL reward callback."""
     config.base_model = config.base_model or script_args.pretrained_model_name_or_path
-    path, family = script_args.pretrained_model_name_or_path, script_args.generator
-    if family == "flow" or (family == "auto" and is_flow_checkpoint(path)):
-        generator = FlowSRGenerator.from_pretrained(
-            path,
-            prompt=script_args.prompt,
-            prompt_embeds_file=script_args.prompt_embeds_file,
-            transformer_class=script_args.transformer_class,
-            num_inference_steps=config.num_inference_steps,
-        )
-    else:
-        generator = SDUpscalerGenerator.from_pretrained(
-            path,
-            prompt=script_args.prompt,
-            noise_level=script_args.noise_level,
-            num_inference_steps=config.num_inference_steps,
-        )
+    generator = load_generator_with_options(
+        script_args.pretrained_model_name_or_path,
+        script_args.generator,
+        num_inference_steps=config.num_inference_steps,
+        prompt=script_args.prompt,
+        noise_level=script_args.noise_level,
+        controlnet=script_args.controlnet,
+        trainable=script_args.trainable,
+        prompt_embeds_file=script_args.prompt_embeds_file,
+        transformer_class=script_args.transformer_class,
+        fidelity=fidelity,
+    )
     schedule = CCLSchedule.from_string(script_args.reward_schedule)
     reward = as_reward_function(schedule.stages[0].checkpoint, reward_type=script_args.reward)
     trainer = trainer_class(
@@ -175,7 +182,6 @@ def train_generator(
 
 __all__ = [
     "DEGRADATIONS",
-    "GENERATOR_FAMILIES",
     "SKIMAGE_PHOTOS",
     "GeneratorScriptArguments",
     "build_lr_hr_datasets",

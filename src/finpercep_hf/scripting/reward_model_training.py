@@ -3,7 +3,6 @@ curriculum model, the trainer, and the push of the stage checkpoints."""
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +13,6 @@ from ..curriculum import RewardModelGrowthCallback, build_curriculum_model
 from ..models import FinPercepRewardModel
 from ..tiny_clip import save_tiny_clip
 from ..trainers.reward_model import FinPercepTrainingArguments, RewardModelTrainer
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass

@@ -482,7 +482,7 @@ class GeneratorTrainer:
         if self.args.use_lora:
             self.generator.save_lora_weights(self.output_dir)
         else:
-            self.accelerator.unwrap_model(self.generator.trainable_model).save_pretrained(self.output_dir / "unet")
+            self.generator.save_trained_model(self.output_dir)
         (self.output_dir / "validation_history.json").write_text(json.dumps(self.validation_history, indent=2))
         save_generator_card(self)
         if self.args.push_to_hub:

@@ -159,8 +159,9 @@ class DiffusionGRPOConfig(GeneratorTrainerConfig):
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
         if self.kl_beta < 0:
             raise ValueError(f"kl_beta must be >= 0, got {self.kl_beta}.")
-        if self.num_inference_steps < 1 or self.rollout_reuse < 1:
-            raise ValueError("num_inference_steps and rollout_reuse must be >= 1.")
+        for name in ("num_inference_steps", "rollout_reuse"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.kl_beta > 0 and not self.use_lora:
             raise ValueError("kl_beta > 0 needs use_lora=True: the reference policy is the UNet without its LoRA.")
 

@@ -15,6 +15,10 @@ With ``pretrain_loss=True`` the updates alternate as in ImageReward's Algorithm 
 pre-training (denoising) loss on the HR images, ``MSE(UNet(x_t, t), target)`` with the generator's prediction type,
 so one Algorithm-1 iteration is two optimizer updates.
 
+A [`DirectSRGenerator`] (one-step diffusion SR, feed-forward SR network) has no rollout: REFL backpropagates the
+reward through the whole generator, ``loss = (relu(reward_offset - R_k(G(lr))).mean() + fidelity) * grad_scale``,
+with the generator's fidelity terms (``generators/fidelity.py``).
+
 The rewards of FinPercep-RM lie in [0, 1], so with ImageReward's offset of 2 (chosen for its standardised rewards)
 the hinge is never inactive and the loss is ``(2 - reward) * grad_scale``; lower ``reward_offset`` to use the hinge.
 """
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..generators.base import DirectSRGenerator
 from .base import GeneratorTrainer, GeneratorTrainerConfig
 
 
@@ -117,6 +122,8 @@ class REFLTrainer(GeneratorTrainer):
 
     def refl_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """REFL loss of one micro-batch: ``relu(reward_offset - R_k(decode(x0_hat))).mean() * grad_scale``."""
+        if isinstance(self.generator, DirectSRGenerator):
+            return self.direct_refl_loss(batch)
         args = self.args
         stop_step = self.draw_stop_step()
         latents, timestep, condition = self.rollout_to_stop_step(batch["image_lr"], stop_step)
@@ -125,6 +132,15 @@ class REFLTrainer(GeneratorTrainer):
         rewards = self.reward(image_sr)
         loss = F.relu(args.reward_offset - rewards).mean() * args.grad_scale
         return loss, {"reward": rewards.detach().mean().item(), "stop_step": float(stop_step)}
+
+    def direct_refl_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """REFL on a [`DirectSRGenerator`] (one-step diffusion SR, feed-forward network): the reward gradient flows
+        through the whole generator, ``(relu(reward_offset - R_k(G(lr))).mean() + fidelity) * grad_scale``."""
+        image_sr = self.generator.generate_with_grad(batch["image_lr"])
+        rewards = self.reward(image_sr)
+        fidelity, fidelity_logs = self.generator.fidelity_loss(image_sr, batch)
+        loss = (F.relu(self.args.reward_offset - rewards).mean() + fidelity) * self.args.grad_scale
+        return loss, {"reward": rewards.detach().mean().item(), **fidelity_logs}
 
     def pretrain_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """Denoising loss on the HR images: MSE between the model output and its target at a random t."""
