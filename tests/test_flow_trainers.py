@@ -106,7 +106,7 @@ def _first(condition):
     return SRCondition(
         image_lr=condition.image_lr[:1],
         encoder_hidden_states=condition.encoder_hidden_states[:1],
-        extra=condition.extra,
+        extra={"pooled_projections": condition.extra["pooled_projections"][:1]},
     )
 
 

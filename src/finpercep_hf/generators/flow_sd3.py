@@ -180,6 +180,12 @@ class FlowSRGenerator(LatentDiffusionSRGenerator):
         """x_1 has the LR latents' shape (B, 16, H/8, W/8)."""
         return tuple(condition.image_lr.shape)
 
+    def prepare_latents(self, condition: SRCondition, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Initial noise x_1 ~ N(0, I) of `latent_shape` (sigma = 1: no scaling)."""
+        shape = self.latent_shape(condition)
+        latents = torch.randn(shape, generator=generator, device=generator.device if generator else self.device)
+        return latents.to(self.device, self.dtype)
+
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> FlowSRGenerator:
         """Move every module and the prompt embeddings to ``device``/``dtype``; trainable parameters stay float32."""
         super().to(device, dtype=dtype)
@@ -206,7 +212,7 @@ class FlowSRGenerator(LatentDiffusionSRGenerator):
         return SRCondition(
             image_lr=lr_latents,
             encoder_hidden_states=self.prompt_embeds.expand(batch, -1, -1),
-            extra={"pooled_projections": self.pooled_prompt_embeds},
+            extra={"pooled_projections": self.pooled_prompt_embeds.expand(batch, -1)},
         )
 
     def denoise(self, latents: torch.Tensor, timestep: torch.Tensor, condition: SRCondition) -> torch.Tensor:
@@ -216,7 +222,7 @@ class FlowSRGenerator(LatentDiffusionSRGenerator):
         """
         batch = latents.shape[0]
         timestep = torch.as_tensor(timestep, device=latents.device).expand(batch)
-        pooled = condition.extra["pooled_projections"].expand(batch, -1).to(latents.dtype)
+        pooled = condition.extra["pooled_projections"].to(latents.dtype)
         prompt_embeds = condition.encoder_hidden_states.to(latents.dtype)
         lr_latents = condition.image_lr.to(latents.dtype)
         inputs = dict(
