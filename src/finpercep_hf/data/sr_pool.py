@@ -120,7 +120,9 @@ class DiffusersSR:
 
 
 def import_class(spec: str) -> type:
-    """``"path/to/module.py:Class"`` or ``"package.module:Class"`` -> the class (a file is imported by path)."""
+    """``"path/to/module.py:Name"`` or ``"package.module:Name"`` -> the object ``Name`` (a file is imported by path).
+
+    Used for SR adapters here, for user generators and flow transformer classes in ``finpercep_hf.generators``."""
     module_name, _, class_name = spec.rpartition(":")
     if not module_name or not class_name:
         raise ValueError(f"a class spec must be 'module.py:Class' or 'package.module:Class', got {spec!r}.")

@@ -27,6 +27,7 @@ from typing import Any
 
 from torch import nn
 
+from ..data.sr_pool import import_class
 from .fidelity import FidelityConfig
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin")
@@ -114,22 +115,6 @@ def detect_generator_type(name_or_path: str) -> str:
     return PIPELINE_CLASS_TYPES[class_name]
 
 
-def _import_object(reference: str):
-    """``path/to/module.py:Name`` or ``package.module:Name`` -> the object ``Name``."""
-    module_name, _, attribute = reference.rpartition(":")
-    if module_name.endswith(".py"):
-        spec = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
-        if spec is None or not Path(module_name).is_file():
-            raise FileNotFoundError(f"no Python file {module_name}")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(module_name)
-    if not hasattr(module, attribute):
-        raise ValueError(f"{module_name} has no attribute {attribute!r}.")
-    return getattr(module, attribute)
-
-
 def _is_code_reference(name_or_path: str) -> bool:
     module, separator, attribute = name_or_path.rpartition(":")
     return bool(separator and module and attribute.isidentifier() and not Path(name_or_path).exists())
@@ -147,7 +132,7 @@ def load_generator(name_or_path: str, generator_type: str | None = None, **kwarg
     if generator_type is not None and generator_type not in GENERATOR_LOADERS:
         raise ValueError(f"generator_type must be one of {sorted(GENERATOR_LOADERS)}, got {generator_type!r}.")
     if generator_type is None and _is_code_reference(name_or_path):
-        built = _import_object(name_or_path)()
+        built = import_class(name_or_path)()
         if isinstance(built, nn.Module):
             from .feed_forward import FeedForwardSRGenerator
 
