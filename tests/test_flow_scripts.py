@@ -49,7 +49,7 @@ def test_flow_script_switches_stage_checkpoints_resumes_and_saves_sd3_lora(
     for name in ("astronaut", "coffee"):
         skimage_photos[name].save(hr_dir / f"{name}.png")
     output_dir = tmp_path / "run"
-    common = ["--pretrained_model_name_or_path", str(checkpoint), "--generator", "auto",
+    common = ["--pretrained_model_name_or_path", str(checkpoint),
               "--train_data_dir", str(hr_dir), "--resolution", "32", "--reward_schedule", f"0:{rm0},3:{tiny_rm1_dir}",
               "--use_lora", "--rank", "4", "--output_dir", str(output_dir), "--checkpointing_steps", "2",
               "--validation_steps", "4", "--num_validation_images", "1", "--validation_inference_steps", "2",
