@@ -4,7 +4,8 @@ How the family is found (``generator_type=None``):
 
 * a diffusers pipeline directory or Hub id: the ``_class_name`` of its ``model_index.json``
   (`StableDiffusionUpscalePipeline` -> ``sd_upscaler``, `StableDiffusionControlNetPipeline` -> ``controlnet_sr``,
-  `StableDiffusionPipeline` -> ``one_step``);
+  `StableDiffusionPipeline` -> ``one_step``, `StableDiffusion3Pipeline` / `StableDiffusion3ControlNetPipeline` ->
+  ``flow``);
 * a weights file (``.pth``, ``.pt``, ``.safetensors``, ``.ckpt``, ``.bin``) or a directory with ``model.safetensors``
   and no ``model_index.json``: a feed-forward network whose architecture spandrel detects (``feed_forward``);
 * ``path/to/module.py:Name`` or ``package.module:Name``: ``Name()`` is called; an ``nn.Module`` result is wrapped as
@@ -18,6 +19,7 @@ names that select it). ``kwargs`` go to the family's ``from_pretrained`` (e.g. `
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -47,19 +49,23 @@ GENERATOR_LOADERS: dict[str, Callable[..., Any]] = {
     "controlnet_sr": lazy_from_pretrained("controlnet_sr", "ControlNetSRGenerator"),
     "one_step": lazy_from_pretrained("one_step", "OneStepSRGenerator"),
     "feed_forward": lazy_from_pretrained("feed_forward", "FeedForwardSRGenerator"),
+    "flow": lazy_from_pretrained("flow_sd3", "FlowSRGenerator"),
 }
 GENERATOR_OPTIONS: dict[str, tuple[str, ...]] = {
     "sd_upscaler": ("prompt", "noise_level"),
     "controlnet_sr": ("prompt", "controlnet", "trainable"),
     "one_step": ("prompt", "fidelity"),
     "feed_forward": ("fidelity",),
+    "flow": ("prompt", "controlnet", "prompt_embeds_file", "transformer_class"),
 }
 OPTION_DEFAULTS = {"fidelity": FidelityConfig()}
-MULTI_STEP_TYPES = ["sd_upscaler", "controlnet_sr"]
+MULTI_STEP_TYPES = ["sd_upscaler", "controlnet_sr", "flow"]
 PIPELINE_CLASS_TYPES = {
     "StableDiffusionUpscalePipeline": "sd_upscaler",
     "StableDiffusionControlNetPipeline": "controlnet_sr",
     "StableDiffusionPipeline": "one_step",
+    "StableDiffusion3Pipeline": "flow",
+    "StableDiffusion3ControlNetPipeline": "flow",
 }
 
 
