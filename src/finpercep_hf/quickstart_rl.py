@@ -106,6 +106,23 @@ class Path2Config:
         return cls(**({**FULL_BUDGET, **overrides} if budget == "full" else overrides))
 
 
+def load_photo(name: str) -> Image.Image:
+    """An RGB photo bundled with an installed package: ``"skimage:<name>"`` (or a bare scikit-image name) or
+    ``"sklearn:<name>"`` (``load_sample_images``); grey photos are repeated over 3 channels."""
+    package, _, photo = name.rpartition(":")
+    if package == "sklearn":
+        from sklearn.datasets import load_sample_image
+
+        array = load_sample_image(f"{photo}.jpg")
+    elif package in ("", "skimage"):
+        from skimage import data
+
+        array = getattr(data, photo)()
+    else:
+        raise ValueError(f"unknown photo {name!r}: expected 'skimage:<name>' or 'sklearn:<name>'.")
+    return Image.fromarray(np.asarray(array, dtype=np.uint8)).convert("RGB")
+
+
 def heldout_tiles(photos: list[Image.Image], size: int, per_photo: int) -> list[Image.Image]:
     """``per_photo`` square ``size`` tiles per photo, evenly spaced along its diagonal (deterministic)."""
     tiles = []
@@ -355,7 +372,7 @@ def run_path2(
     panels = _panels(results, heldout, rm_n, config.num_panels, figures)
     curves = _curves(results, figures / "path2_curves.png")
     lines = verdicts(results, stage_n)
-    summary_columns = [("run", "run")] + list(VALIDATION_COLUMNS[2:]) + [("output_change", "max |out - start|")]
+    summary_columns = [("run", "run")] + list(VALIDATION_COLUMNS[2:]) + [("output_change", "max change vs start")]
     summary = [{"run": "pre-trained start", **results["a"]["validation"][0], "reward": ""}] + [
         {"run": f"({name}) {label}", **run["validation"][-1], "output_change": run["output_change"]}
         for (name, label), run in zip(RUNS, results.values())
@@ -403,4 +420,33 @@ def run_path2(
     return {**metrics, "markdown": markdown}
 
 
-__all__ = ["BUDGETS", "Path2Config", "RMNProbe", "heldout_tiles", "pretrain_generator", "run_path2"]
+def append_path2_to_report(
+    report: Path,
+    stage_dirs: list[Path],
+    train_photos: tuple[str, ...],
+    heldout_photos: tuple[str, ...],
+    budget: str = "fast",
+    log=print,
+) -> dict:
+    """The quickstart's hook: path 2 into ``report.parent / "path2"`` on the named photos (see `load_photo`),
+    its section appended to ``report``; returns the metrics."""
+    config = Path2Config.for_budget(budget)
+    train = [load_photo(name) for name in train_photos]
+    heldout = [load_photo(name) for name in heldout_photos]
+    result = run_path2(stage_dirs, train, heldout, report.parent / "path2", config, log=log)
+    section = result["markdown"].replace("](figures/", "](path2/figures/")
+    report.write_text(report.read_text() + "\n" + section)
+    log(f"path 2: {report.parent / 'path2' / 'path2_metrics.json'}")
+    return result
+
+
+__all__ = [
+    "append_path2_to_report",
+    "load_photo",
+    "BUDGETS",
+    "Path2Config",
+    "RMNProbe",
+    "heldout_tiles",
+    "pretrain_generator",
+    "run_path2",
+]
