@@ -49,7 +49,7 @@ SCALE = 4
 RUNS = (("a", "RM_0 only (w/ IQA)"), ("b", "RM_N only (no curriculum)"), ("c", "CCL RM_0 -> RM_N"))
 BUDGETS = ("fast", "full")
 FULL_BUDGET = dict(
-    hr_size=96, num_feat=32, num_conv=6, pretrain_steps=400, rl_steps=120, validation_steps=20, heldout_tiles=4,
+    hr_size=80, num_feat=32, num_conv=6, pretrain_steps=600, rl_steps=120, validation_steps=20, heldout_tiles=4,
     num_panels=4,
 )  # fmt: skip
 VALIDATION_COLUMNS = (
@@ -81,10 +81,10 @@ class Path2Config:
     batch_size: int = 8
     # REFL, the same for the three runs.
     rl_steps: int = 60
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-5
     rl_batch_size: int = 4
     reward_offset: float = 1.0  # rewards lie in [0, 1]: relu(1 - r) = 1 - r, a live gradient everywhere
-    fidelity_reference_l1: float = 0.5  # L1 to the pre-trained start, relative to the reward hinge
+    fidelity_reference_l1: float = 2.0  # L1 to the pre-trained start, relative to the reward hinge
     validation_steps: int = 10
     seed: int = 0
     num_panels: int = 2
@@ -255,15 +255,25 @@ def verdicts(results: dict[str, dict], stage_n: str) -> list[str]:
     start = {key: results["a"]["validation"][0][key] for key in ("rm0_score", "ssim", "psnr", "rmn_pdm")}
     end = {name: run["validation"][-1] for name, run in results.items()}
     a = end["a"]
-    hacked = a["rm0_score"] > start["rm0_score"] and (a["ssim"] < start["ssim"] or a["rmn_pdm"] > start["rmn_pdm"])
+    losses = [
+        name
+        for name, lost in (
+            ("SSIM fell", a["ssim"] < start["ssim"]),
+            ("PSNR fell", a["psnr"] < start["psnr"]),
+            (f"{stage_n}'s mean PDM grew", a["rmn_pdm"] > start["rmn_pdm"]),
+        )
+        if lost
+    ]
+    hacked = a["rm0_score"] > start["rm0_score"] and bool(losses)
     lines = [
         f"(a) RM_0 only: RM_0 score {start['rm0_score']:.3f} -> {a['rm0_score']:.3f}, SSIM {start['ssim']:.3f} -> "
-        f"{a['ssim']:.3f}, {stage_n} mean PDM {start['rmn_pdm']:.3f} -> {a['rmn_pdm']:.3f}: "
+        f"{a['ssim']:.3f}, PSNR {start['psnr']:.2f} -> {a['psnr']:.2f} dB, {stage_n} mean PDM {start['rmn_pdm']:.3f} "
+        f"-> {a['rmn_pdm']:.3f}: "
         + (
-            "**reward hacking measured** (the global reward rose while fidelity fell or the local defect map grew)."
+            f"**reward hacking measured**: the global reward rose while {', '.join(losses)}."
             if hacked
-            else "**no reward hacking measured at this scale** (the global reward did not rise at the cost of "
-            "fidelity or of the defect map)."
+            else "**no reward hacking measured at this scale**: the global reward did not rise at the cost of "
+            "fidelity or of the defect map."
         )
     ]
     b, c = end["b"], end["c"]
@@ -401,7 +411,9 @@ def run_path2(
         f"{config.rl_batch_size}, reward hinge `relu({config.reward_offset} - R)` (live everywhere, as the "
         "rewards lie in [0, 1]) and the same fidelity term (L1 to the pre-trained start, weight "
         f"{config.fidelity_reference_l1} relative to the hinge). Adam normalises the gradient scale of each RM, so "
-        "the runs differ only in the direction each reward pulls.\n\n"
+        "the runs differ only in the direction each reward pulls. The learning rate and fidelity weight were chosen "
+        "by a sweep on the quickstart's RMs (README, 'Curriculum path 2 in the quickstart'): with less fidelity "
+        "or a higher rate all three runs collapse within 10 updates into a pattern every RM scores high.\n\n"
         "### Wall time\n\n" + "\n".join(f"- {key}: {seconds:.0f} s" for key, seconds in timings.items()) + "\n"
     )  # fmt: skip
     metrics = {
