@@ -54,7 +54,7 @@ FULL_BUDGET = dict(
 )  # fmt: skip
 VALIDATION_COLUMNS = (
     ("step", "step"),
-    ("stage", "RM in force"),
+    ("stage", "rewarding RM"),
     ("reward", "training reward"),
     ("rm0_score", "RM_0 score"),
     ("rmn_score", "RM_N score"),
@@ -223,7 +223,12 @@ def run_refl(
     )  # fmt: skip
     trainer.validate()  # step 0: the pre-trained start, cached by the monitor as the reference policy
     trainer.train()
-    stages = [stage_name(curriculum.schedule.stage_at(row["step"]).checkpoint) for row in trainer.validation_history]
+    # The RM that rewarded the updates up to a validation (the switch comes at the start of the next update) and
+    # that gives its training reward.
+    stages = [
+        stage_name(curriculum.schedule.stage_at(max(row["step"] - 1, 0)).checkpoint)
+        for row in trainer.validation_history
+    ]
     rows = [
         {"stage": stage, **row, "rm0_score": row["base_iqa"], **probed}
         for stage, row, probed in zip(stages, trainer.validation_history, probe.history)
@@ -439,10 +444,11 @@ def append_path2_to_report(
     heldout_photos: tuple[str, ...],
     budget: str = "fast",
     log=print,
+    **overrides,
 ) -> dict:
-    """The quickstart's hook: path 2 into ``report.parent / "path2"`` on the named photos (see `load_photo`),
-    its section appended to ``report``; returns the metrics."""
-    config = Path2Config.for_budget(budget)
+    """The quickstart's hook: path 2 (``budget``, `Path2Config` ``overrides`` on top) into ``report.parent / "path2"``
+    on the named photos (see `load_photo`), its section appended to ``report``; returns the metrics."""
+    config = Path2Config.for_budget(budget, **overrides)
     train = [load_photo(name) for name in train_photos]
     heldout = [load_photo(name) for name in heldout_photos]
     result = run_path2(stage_dirs, train, heldout, report.parent / "path2", config, log=log)
