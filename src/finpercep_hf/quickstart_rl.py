@@ -334,6 +334,58 @@ def _curves(results: dict[str, dict], path: Path) -> Path:
     return save_curve_panels(panels, path, xlabel="REFL update", title="Path 2: reward vs fidelity (cf. Fig. 1b)")
 
 
+def path2_markdown(
+    results: dict,
+    lines: list[str],
+    config: Path2Config,
+    stage_dirs: list[Path],
+    num_train: int,
+    num_heldout: int,
+    num_tiles: int,
+    out: Path,
+    panels: list[Path],
+    curves: Path,
+    timings: dict[str, float],
+) -> str:
+    """The path-2 report section: verdicts, tables (last step, then per validation step of each run), curves,
+    panels, how the comparison was made fair, and wall times."""
+    stage_n = stage_name(stage_dirs[-1])
+    summary_columns = [("run", "run")] + list(VALIDATION_COLUMNS[2:]) + [("output_change", "max change vs start")]
+    summary = [{"run": "pre-trained start", **results["a"]["validation"][0], "reward": ""}] + [
+        {"run": f"({name}) {label}", **run["validation"][-1], "output_change": run["output_change"]}
+        for (name, label), run in zip(RUNS, results.values())
+    ]
+    return (
+        "## Path 2: an SR generator RL-tuned with RM_0, RM_N and the curriculum\n\n"
+        f"A compact x4 SR network (SRVGGNetCompact, {config.num_feat} features, {config.num_conv} convolutions) "
+        f"pre-trained for {config.pretrain_steps} steps (L1 to GT) on {num_train} training photos, then "
+        f"REFL for {config.rl_steps} updates from that start, three ways with the same seed: (a) RM_0 only, (b) "
+        f"{stage_n} only, (c) the CCL schedule `{' -> '.join(stage_name(path) for path in stage_dirs)}` "
+        f"(equal shares of the updates). Evaluated on {num_tiles} {config.hr_size} px tiles of "
+        f"{num_heldout} held-out photos. RM_0's score is the held-out IQA of every run's hacking_gap.\n\n"
+        + "\n".join(f"- {line}" for line in lines)
+        + "\n\n### Last validation step (pre-trained start first)\n\n" + _table(summary, summary_columns)
+        + "".join(
+            f"\n\n### Run ({name}) {label}, per validation step\n\n"
+            + _table(results[name]["validation"], VALIDATION_COLUMNS)
+            for name, label in RUNS
+        )
+        + f"\n\n### Reward and fidelity curves\n\n![path 2 curves]({curves.relative_to(out)})\n\n"
+        "### Held-out panels: LR | reference | (a) | (b) | (c) | GT, with " + stage_n + "'s PDM below\n\n"
+        + "\n".join(f"![panel]({path.relative_to(out)})" for path in panels)
+        + "\n\n### What was done to make the comparison fair\n\n"
+        "All three runs start from the same pre-trained weights, with the same seed, crops, learning rate "
+        f"({config.learning_rate}, Adam, all weights trained), {config.rl_steps} updates of batch "
+        f"{config.rl_batch_size}, reward hinge `relu({config.reward_offset} - R)` (live everywhere, as the "
+        "rewards lie in [0, 1]) and the same fidelity term (L1 to the pre-trained start, weight "
+        f"{config.fidelity_reference_l1} relative to the hinge). Adam normalises the gradient scale of each RM, so "
+        "the runs differ only in the direction each reward pulls. The learning rate and fidelity weight were chosen "
+        "by a sweep on the quickstart's RMs (README, 'Curriculum path 2 in the quickstart'): with less fidelity "
+        "or a higher rate all three runs collapse within 10 updates into a pattern every RM scores high.\n\n"
+        "### Wall time\n\n" + "\n".join(f"- {key}: {seconds:.0f} s" for key, seconds in timings.items()) + "\n"
+    )  # fmt: skip
+
+
 def run_path2(
     stage_dirs: list[Path],
     photos_train: list[Image.Image],
@@ -387,40 +439,8 @@ def run_path2(
     panels = _panels(results, heldout, rm_n, config.num_panels, figures)
     curves = _curves(results, figures / "path2_curves.png")
     lines = verdicts(results, stage_n)
-    summary_columns = [("run", "run")] + list(VALIDATION_COLUMNS[2:]) + [("output_change", "max change vs start")]
-    summary = [{"run": "pre-trained start", **results["a"]["validation"][0], "reward": ""}] + [
-        {"run": f"({name}) {label}", **run["validation"][-1], "output_change": run["output_change"]}
-        for (name, label), run in zip(RUNS, results.values())
-    ]
-    markdown = (
-        "## Path 2: an SR generator RL-tuned with RM_0, RM_N and the curriculum\n\n"
-        f"A compact x4 SR network (SRVGGNetCompact, {config.num_feat} features, {config.num_conv} convolutions) "
-        f"pre-trained for {config.pretrain_steps} steps (L1 to GT) on {len(photos_train)} training photos, then "
-        f"REFL for {config.rl_steps} updates from that start, three ways with the same seed: (a) RM_0 only, (b) "
-        f"{stage_n} only, (c) the CCL schedule `{' -> '.join(stage_name(path) for path in stage_dirs)}` "
-        f"(equal shares of the updates). Evaluated on {len(heldout)} {config.hr_size} px tiles of "
-        f"{len(photos_heldout)} held-out photos. RM_0's score is the held-out IQA of every run's hacking_gap.\n\n"
-        + "\n".join(f"- {line}" for line in lines)
-        + "\n\n### Last validation step (pre-trained start first)\n\n" + _table(summary, summary_columns)
-        + "".join(
-            f"\n\n### Run ({name}) {label}, per validation step\n\n"
-            + _table(results[name]["validation"], VALIDATION_COLUMNS)
-            for name, label in RUNS
-        )
-        + f"\n\n### Reward and fidelity curves\n\n![path 2 curves]({curves.relative_to(out)})\n\n"
-        "### Held-out panels: LR | reference | (a) | (b) | (c) | GT, with " + stage_n + "'s PDM below\n\n"
-        + "\n".join(f"![panel]({path.relative_to(out)})" for path in panels)
-        + "\n\n### What was done to make the comparison fair\n\n"
-        "All three runs start from the same pre-trained weights, with the same seed, crops, learning rate "
-        f"({config.learning_rate}, Adam, all weights trained), {config.rl_steps} updates of batch "
-        f"{config.rl_batch_size}, reward hinge `relu({config.reward_offset} - R)` (live everywhere, as the "
-        "rewards lie in [0, 1]) and the same fidelity term (L1 to the pre-trained start, weight "
-        f"{config.fidelity_reference_l1} relative to the hinge). Adam normalises the gradient scale of each RM, so "
-        "the runs differ only in the direction each reward pulls. The learning rate and fidelity weight were chosen "
-        "by a sweep on the quickstart's RMs (README, 'Curriculum path 2 in the quickstart'): with less fidelity "
-        "or a higher rate all three runs collapse within 10 updates into a pattern every RM scores high.\n\n"
-        "### Wall time\n\n" + "\n".join(f"- {key}: {seconds:.0f} s" for key, seconds in timings.items()) + "\n"
-    )  # fmt: skip
+    markdown = path2_markdown(results, lines, config, stage_dirs, len(photos_train), len(photos_heldout),
+                              len(heldout), out, panels, curves, timings)  # fmt: skip
     metrics = {
         "config": asdict(config),
         "stage_dirs": [str(path) for path in stage_dirs],
