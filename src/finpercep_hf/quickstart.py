@@ -24,6 +24,7 @@ from .data.fgr import FGRBuildConfig, build_fgr
 from .evaluation.reward_model_eval import evaluate_reward_model
 from .models import FinPercepRewardModel
 from .pipelines import output_to_records
+from .quickstart_rl import append_path2_to_report
 from .tiny_clip import save_tiny_clip
 from .trainers.reward_model import FinPercepTrainingArguments, RewardModelTrainer
 from .visualization import save_line_plot, save_pdm_overlay
@@ -65,6 +66,8 @@ class QuickstartConfig:
     learning_rate: float = 2e-3
     seed: int = 0
     num_overlays: int = 6
+    with_rl: bool = False  # path 2 (`quickstart_rl`): REFL with RM_0 / RM_N / CCL after the RM stages
+    rl_budget: str = "fast"  # path 2's budget: fast | full
     extra_training_args: dict = field(default_factory=dict)
 
 
@@ -204,6 +207,9 @@ def run_quickstart(out: str | Path, config: QuickstartConfig | None = None, log=
         + f"\n\n## Configuration\n\n```json\n{json.dumps(asdict(config), indent=2)}\n```\n"
     )  # fmt: skip
     (out / "metrics.json").write_text(json.dumps({"stages": rows, "artifact_kinds": kind_rows}, indent=2))
+    if config.with_rl:
+        stage_dirs = [Path(trainer.args.output_dir) / stage_dir_name(stage) for stage in stages]
+        append_path2_to_report(report, stage_dirs, config.train_photos, config.heldout_photos, config.rl_budget, log)
     log(f"report: {report}")
     log(f"stage checkpoints: {', '.join(str(Path(trainer.args.output_dir) / stage_dir_name(s)) for s in stages)}")
     log(f"figures: {figures}")
