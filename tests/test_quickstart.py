@@ -10,7 +10,7 @@ def test_quickstart_end_to_end_small(tmp_path):
     config = QuickstartConfig(
         train_photos=("astronaut", "coffee", "camera"), heldout_photos=("chelsea",), train_samples=16,
         heldout_samples=6, crop_size=64, train_crop_size=48, hidden_size=32, decoder_channels=16,
-        stage_steps="0,2,2,2", lora_ranks="2,4", batch_size=4, num_overlays=2,
+        ccl_schedule="0:0,0:1,2:2,4:3", max_steps=6, lora_ranks="2,4", batch_size=4, num_overlays=2,
     )  # fmt: skip
     messages = []
     report = run_quickstart(tmp_path, config, log=messages.append)

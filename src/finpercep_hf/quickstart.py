@@ -59,8 +59,8 @@ class QuickstartConfig:
     patch_size: int = 8
     decoder_channels: int = 32
     # Curriculum and optimisation.
-    stages: str = "0,1,2,3"
-    stage_steps: str = "0,200,150,150"
+    ccl_schedule: str = "0:0,0:1,200:2,350:3"  # START:STAGE, see `CCLSchedule`
+    max_steps: int = 500
     lora_ranks: str = "8,16"
     batch_size: int = 8
     learning_rate: float = 2e-3
@@ -104,7 +104,7 @@ def _train(config: QuickstartConfig, out: Path, train, heldout) -> RewardModelTr
     rm0 = FinPercepRewardModel.from_clip(str(clip_dir), decoder_channels=config.decoder_channels)
     rm0.config.clip_name_or_path = "small random CLIP built by finpercep_hf.tiny_clip (no pre-training)"
     args = FinPercepTrainingArguments(
-        output_dir=str(out / "rm"), stages=config.stages, stage_steps=config.stage_steps,
+        output_dir=str(out / "rm"), ccl_schedule=config.ccl_schedule, max_steps=config.max_steps,
         lora_ranks=config.lora_ranks, per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=16, learning_rate=config.learning_rate, lr_scheduler_type="constant_with_warmup",
         warmup_steps=10, crop_size=config.train_crop_size, logging_steps=10, save_strategy="no", report_to=[],

@@ -11,7 +11,16 @@ from ..scripting import EXIT_OK, argument_view, config_from_view
 NAME = "quickstart"
 HELP = "Offline end to end: build FGR-mini from skimage photos, train RM_0..RM_3, report on held-out photos."
 DESCRIPTION = HELP
-QUICKSTART_FLAGS = ("train_samples", "heldout_samples", "stage_steps", "crop_size", "seed", "with_rl", "rl_budget")
+QUICKSTART_FLAGS = (
+    "train_samples",
+    "heldout_samples",
+    "ccl_schedule",
+    "max_steps",
+    "crop_size",
+    "seed",
+    "with_rl",
+    "rl_budget",
+)
 
 
 @dataclass
