@@ -209,7 +209,8 @@ def _train(
     final_stage = len(stages.split(",")) - 1
     args = FinPercepTrainingArguments(
         output_dir=str(output_dir), stages=stages, stage_steps=stage_steps,
-        lora_ranks=",".join(config.lora_ranks.split(",")[: final_stage - 1]), per_device_train_batch_size=config.batch_size,
+        lora_ranks=",".join(config.lora_ranks.split(",")[: final_stage - 1]),
+        per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=16, learning_rate=config.learning_rate, lr_scheduler_type="constant_with_warmup",
         warmup_steps=10, crop_size=config.train_crop_size, logging_steps=10, save_strategy="no", report_to=[],
         use_cpu=not torch.cuda.is_available(), seed=config.seed, disable_tqdm=True,
@@ -393,19 +394,23 @@ def run_quickstart(out: str | Path, config: QuickstartConfig | None = None, log=
     ranking_columns = [("model", "model")] + [
         (key, key.replace("global_ranking", "all").replace("all_", "")) for key in rm0_ranking
     ]
+    encoder = "ConvNeXt (transformers AutoBackbone)" if config.encoder_type == "backbone" else "CLIP-shaped ViT"
+    train_names = ", ".join(_short(name) for name in config.train_photos)
+    heldout_names = ", ".join(_short(name) for name in config.heldout_photos)
     report = out / "report.md"
     report.write_text(
         "# FinPercep-RM quickstart report\n\n"
         f"Offline embedded default ({config.encoder_type} encoder). **Everything was trained from scratch here**, "
         "from random initialisation (no pre-trained weights are available offline):\n\n"
-        f"1. RM_0: a small {'ConvNeXt (transformers AutoBackbone)' if config.encoder_type == 'backbone' else 'CLIP-shaped ViT'} "
+        f"1. RM_0: a small {encoder} "
         f"pre-trained for {config.pretrain_steps} steps as a *global* quality model (CLIP-IQA-style good/bad anchors, "
         "hinge ranking of clean > mildly > strongly degraded crops; blur, noise, JPEG, resolution loss, contrast "
-        f"loss) on random crops of the training photos: {', '.join(_short(n) for n in config.train_photos)}.\n"
-        f"2. RM_1..RM_{stages[-1]}: grown with the co-evolutionary curriculum (steps {config.stage_steps}) on FGR-mini "
+        f"loss) on random crops of the training photos: {train_names}.\n"
+        f"2. RM_1..RM_{stages[-1]}: grown with the co-evolutionary curriculum (steps {config.stage_steps}) on "
+        "FGR-mini "
         f"({len(sets['train'])} rows built from the same training photos, {config.crop_size} px, artifact kinds: "
         f"{', '.join(_short(spec) for spec in MINI_SR_MODELS)}).\n\n"
-        f"Every figure below is measured on photos **never seen in training**: {', '.join(_short(n) for n in config.heldout_photos)}.\n\n"
+        f"Every figure below is measured on photos **never seen in training**: {heldout_names}.\n\n"
         "## Targets\n\n" + _markdown_table(
             [{"measure": title, "value": summary[key], "target": target} for title, key, target in targets],
             [("measure", "measure"), ("value", "value"), ("target", "target")],
@@ -414,7 +419,8 @@ def run_quickstart(out: str | Path, config: QuickstartConfig | None = None, log=
         "Fraction of (clean, degraded) crop pairs ranked correctly, per degradation kind (the pre-training kinds, "
         "applied to held-out photos).\n\n" + _markdown_table(ranking_rows, ranking_columns)
         + "\n\n## Held-out FGR metrics per stage, at 96 px and 256 px\n\n" + _markdown_table(rows, metric_columns)
-        + f"\n\n## Held-out metrics of RM_{stages[-1]} per artifact kind (96 px)\n\n" + _markdown_table(kind_rows, kind_columns)
+        + f"\n\n## Held-out metrics of RM_{stages[-1]} per artifact kind (96 px)\n\n"
+        + _markdown_table(kind_rows, kind_columns)
         + "\n\n## Leave-kinds-out (unseen artifact families)\n\n"
         f"For each family, a proxy run of the same recipe (from the same RM_0, stages {config.proxy_stage_steps}) "
         "trained on FGR-mini *without* that family's rows, evaluated on held-out samples of that family only "

@@ -31,7 +31,9 @@ def available_photos(exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
     return tuple(
         name
         for name in BUNDLED_PHOTOS
-        if name not in exclude and name.split(":", 1)[1] not in exclude and (has_sklearn or name.startswith("skimage:"))
+        if name not in exclude
+        and name.split(":", 1)[1] not in exclude
+        and (has_sklearn or name.startswith("skimage:"))
     )
 
 

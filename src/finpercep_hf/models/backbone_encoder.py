@@ -13,11 +13,10 @@ base_score = mean over anchor pairs of softmax(logit_scale * cos(image_embeds, [
 
 The anchor pairs ``prompt_embeds`` (``num_pairs, 2, D``) play the role of CLIP-IQA's "Good photo." / "Bad photo."
 text embeddings, but are learned (with the tower) when RM_0 is pre-trained as a global quality model
-(`finpercep_hf.pretraining`). The four stages go to the DPT-style decoder as they are (they already form a
-pyramid at 1/4 .. 1/32 of the input for ConvNeXt and ResNet). The embedding pools every stage, not only the
-last, so that fine-scale statistics (noise, blocking, blur) reach the global score directly (measured: a small
-ConvNeXt pooled at its last stage alone ranked noisy crops *above* clean ones after 200 pre-training steps). A user with real weights can put e.g. a pre-trained
-ConvNeXt's `backbone_config` here and load its weights into ``encoder.vision_model``.
+(`finpercep_hf.trainers.global_iqa`). The four stages go to the DPT-style decoder as they are (they already form a
+pyramid at 1/4 .. 1/32 of the input for ConvNeXt and ResNet). The embedding pools every stage, not only the last,
+so that fine-scale statistics (noise, blocking, blur) reach the global score directly. A user with real weights can
+put a pre-trained ConvNeXt's `backbone_config` here and load its weights into ``encoder.vision_model``.
 """
 
 from __future__ import annotations
@@ -83,7 +82,9 @@ class FinPercepBackboneIQAEncoder(nn.Module):
         """Module names inside ``vision_model`` that the curriculum's LoRA adapters wrap."""
         model_type = self.config.backbone_config.model_type
         if model_type not in BACKBONE_LORA_TARGETS:
-            raise ValueError(f"no LoRA targets known for backbone {model_type!r}; known: {sorted(BACKBONE_LORA_TARGETS)}.")
+            raise ValueError(
+                f"no LoRA targets known for backbone {model_type!r}; known: {sorted(BACKBONE_LORA_TARGETS)}."
+            )
         return BACKBONE_LORA_TARGETS[model_type]
 
     # The same [0, 1] -> normalised pixels and anchor scoring as the CLIP-IQA encoder.

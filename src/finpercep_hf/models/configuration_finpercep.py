@@ -187,7 +187,9 @@ class FinPercepConfig(PretrainedConfig):
         """Channels of the four encoder grids ``{f_i}`` that feed the decoder (the last one is ``f_N``)."""
         if self.encoder_type == "backbone":
             names = self.backbone_config.stage_names
-            return tuple(self.backbone_config.hidden_sizes[names.index(name) - 1] for name in self.backbone_config.out_features)
+            return tuple(
+                self.backbone_config.hidden_sizes[names.index(name) - 1] for name in self.backbone_config.out_features
+            )
         return (self.vision_config.hidden_size,) * 4
 
     @property
@@ -201,4 +203,11 @@ class FinPercepConfig(PretrainedConfig):
         return self.stage >= 1
 
 
-__all__ = ["ENCODER_TYPES", "FinPercepConfig", "default_feature_layers", "DEFAULT_PROMPT_PAIRS", "PYIQA_PROMPT_PAIRS", "SCORE_HEADS"]
+__all__ = [
+    "ENCODER_TYPES",
+    "FinPercepConfig",
+    "default_feature_layers",
+    "DEFAULT_PROMPT_PAIRS",
+    "PYIQA_PROMPT_PAIRS",
+    "SCORE_HEADS",
+]
