@@ -2,9 +2,9 @@
 
 Measures the synthesis steps of one FGR sample (Real-ESRGAN degradation, a random mask, the region swap and
 ``pdm_target``) with the offline ``1 - SSIM`` feature term and with a random DINOv3 of the ViT-S shape (384 wide, 12
-layers, patch 16, 4 register tokens: facebook/dinov3-vits16-pretrain-lvd1689m; ``--dino-models ViT-S,ViT-B`` adds
+layers, patch 16, 4 register tokens: facebook/dinov3-vits16-pretrain-lvd1689m; ``--dino_models ViT-S ViT-B`` adds
 the ViT-B shape) run on ``--device``. The SR model is excluded from these figures and timed separately per pool member
-(classical upsamplers, the labelled artifact generators and, with ``--sd-x4-steps N``, a random-init SD-x4-upscaler
+(classical upsamplers, the labelled artifact generators and, with ``--sd_x4_steps N``, a random-init SD-x4-upscaler
 of the real size through ``DiffusersSR``). Each process runs with one torch thread and first synthesizes
 ``--warmup`` samples of other seeds, untimed: a build runs thousands of samples per process, so its steady state has
 warm allocator pools and oneDNN kernels compiled for the recurring convolution shapes; the first samples of a process
@@ -12,25 +12,26 @@ do not. Each measurement runs ``--repeats`` times, 1 and 2 processes alternated,
 shared machine single runs of the same work vary by 20-40%. Target: >= 10 samples/s per core without models, >= 1.8x
 with 2 processes.
 
-    python benchmarks/bench_fgr.py [--samples 48] [--warmup 8] [--repeats 3] [--dino-samples 4] [--size 512]
-    python benchmarks/bench_fgr.py --device cuda --dino-models ViT-S,ViT-B --sd-x4-steps 20   # on a GPU machine
+    python benchmarks/bench_fgr.py [--samples 48] [--warmup 8] [--repeats 3] [--dino_samples 4] [--size 512]
+    python benchmarks/bench_fgr.py --device cuda --dino_models ViT-S ViT-B --sd_x4_steps 20   # on a GPU machine
     python benchmarks/bench_fgr.py --mini     # FGR-mini build time and per-artifact-kind pdm_target contrast
 """
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import os
 import platform
 import statistics
 import time
+from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
 
 from finpercep_hf.data import ARTIFACT_KINDS, PDMTargetBuilder, degrade, load_sr_model, random_mask, region_swap
 from finpercep_hf.images import pil_to_tensor
+from finpercep_hf.scripting import parse_arguments
 
 PHOTOS = ("astronaut", "coffee", "rocket", "chelsea")
 DINO_SHAPES = {  # DINOv3ViTConfig defaults are the ViT-S/16 shape
@@ -38,6 +39,21 @@ DINO_SHAPES = {  # DINOv3ViTConfig defaults are the ViT-S/16 shape
     "ViT-B": dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_register_tokens=4),
 }
 WARMUP_SEED = 10**6  # warm-up samples use seeds from here on, never the timed ones
+
+
+@dataclass
+class BenchFGRArguments:
+    samples: int = field(default=48, metadata={"help": "Timed samples per run without models."})
+    dino_samples: int = field(default=4, metadata={"help": "Timed samples per run with a DINOv3."})
+    warmup: int = field(default=8, metadata={"help": "Untimed samples (other seeds) per process first."})
+    repeats: int = field(default=3, metadata={"help": "Runs of each measurement (1, 2, 1, 2, ...); median."})
+    size: int = field(default=512, metadata={"help": "Crop side in pixels."})
+    device: str = field(default="cpu", metadata={"help": "Where the DINOv3 models (and the SD-x4 pipeline) run."})
+    dino_models: list[str] = field(
+        default_factory=lambda: ["ViT-S"], metadata={"help": "DINOv3 shapes.", "choices": list(DINO_SHAPES)}
+    )
+    sd_x4_steps: int = field(default=0, metadata={"help": "Also time a random SD-x4 upscaler (0: skip)."})
+    mini: bool = field(default=False, metadata={"help": "Time the FGR-mini preset build and its per-kind maps."})
 
 
 def make_gt(size: int) -> list[torch.Tensor]:
@@ -181,27 +197,12 @@ def time_sd_x4(size: int, steps: int, device: str, dtype: torch.dtype, repeats: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=48, help="Timed samples per run without models.")
-    parser.add_argument("--dino-samples", type=int, default=4, help="Timed samples per run with a DINOv3.")
-    parser.add_argument("--warmup", type=int, default=8, help="Untimed samples (other seeds) per process first.")
-    parser.add_argument("--repeats", type=int, default=3, help="Runs of each measurement (1, 2, 1, 2, ...); median.")
-    parser.add_argument("--size", type=int, default=512, help="Crop side in pixels.")
-    parser.add_argument("--device", default="cpu", help="Where the DINOv3 models (and the SD-x4 pipeline) run.")
-    parser.add_argument(
-        "--dino-models", default="ViT-S", help=f"Comma-separated DINOv3 shapes of {list(DINO_SHAPES)}."
-    )
-    parser.add_argument("--sd-x4-steps", type=int, default=0, help="Also time a random SD-x4 upscaler (0: skip).")
-    parser.add_argument("--mini", action="store_true", help="Time the FGR-mini preset build and its per-kind maps.")
-    args = parser.parse_args()
+    (args,) = parse_arguments((BenchFGRArguments,), description=__doc__.splitlines()[0])
     if args.mini:
         torch.set_num_threads(1)
         bench_mini()
         return
-    dinos = [name for name in args.dino_models.split(",") if name]
-    unknown = set(dinos) - set(DINO_SHAPES)
-    if unknown:
-        parser.error(f"--dino-models: unknown shapes {sorted(unknown)}; choose from {list(DINO_SHAPES)}.")
+    dinos = args.dino_models
 
     print(f"# FGR synthesis throughput at {args.size}x{args.size} (SR model excluded)")
     gpu = f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""

@@ -7,45 +7,51 @@ as bare module calls (UNet / VAE / RM called directly on the same weights, dtype
 
 "whole trainer step" is measured inside `REFLTrainer.train()` by a callback (``on_step_begin`` -> ``on_step_end``),
 so it includes data loading, conditioning, accumulation/autocast contexts, clipping, logging and callbacks;
-"everything else" is the whole step minus the timed pieces. The REFL stop step is pinned to ``--stop-step``
+"everything else" is the whole step minus the timed pieces. The REFL stop step is pinned to ``--stop_step``
 (default 34, the mean of ImageReward's U{30..39} rounded down) so both columns count the same UNet calls.
 
     python benchmarks/bench_refl.py                                   # CPU, tiny models (minutes on 2 cores)
-    python benchmarks/bench_refl.py --device cuda --dtype bf16 --size x4 --batch-size 4 --lr-size 128
-    python benchmarks/bench_refl.py --device cuda --dtype bf16 --size x4 --batch-size 1 --lr-size 128 \
-        --gradient-checkpointing                                          # peak-memory target (<= 20 GiB)
+    python benchmarks/bench_refl.py --device cuda --dtype bf16 --size x4 --batch_size 4 --lr_size 128
+    python benchmarks/bench_refl.py --device cuda --dtype bf16 --size x4 --batch_size 1 --lr_size 128 \
+        --gradient_checkpointing                                          # peak-memory target (<= 20 GiB)
 
 ``--size x4`` is the SD-x4-upscaler architecture (473 M-parameter UNet, random weights) and a ViT-B/16 RM_1.
 Targets (issue 5): whole trainer step <= 1.15x the bare compute; peak memory at batch 1 <= 20 GiB (CUDA only).
+
+``--family`` picks the generator family (tiny random models only, except ``sd_upscaler``): ``controlnet_sr``
+(SD2 UNet + ControlNet, the same REFL rollout pieces with ControlNet + UNet calls), ``one_step`` (OSEDiff-style
+one UNet call) and ``feed_forward`` (a tiny ESRGAN), the last two trained by the direct REFL gradient: their pieces
+are the generator + RM forward and backward with the reference-output fidelity term, against the same module calls
+written out by hand (VAE encode, UNet, x0, VAE decode, RM, the reference forward with adapters off).
+
+    python benchmarks/bench_refl.py --family one_step --steps 5 --repeats 5
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
 import time
-from pathlib import Path
+from argparse import RawDescriptionHelpFormatter
+from dataclasses import dataclass, field
 from unittest import mock
 
 import torch
-from transformers import CLIPVisionConfig, TrainerCallback
+import torch.nn.functional as F
 
-from finpercep_hf import FinPercepConfig, FinPercepRewardModel
-from finpercep_hf.generators import SDUpscalerGenerator, build_sd_upscaler_pipeline
+from finpercep_hf.generators import FeedForwardSRGenerator, SDUpscalerGenerator
+from finpercep_hf.generators.latent_diffusion import unwrap_model
+from finpercep_hf.scripting import parse_arguments
+from finpercep_hf.scripting.benchmarking import (
+    GENERATOR_FAMILIES,
+    RLBenchmarkArguments,
+    StepTimer,
+    build_components,
+    synchronize,
+    write_report,
+)
 from finpercep_hf.trainers import REFLConfig, REFLTrainer
-
-RM_VISION = {
-    "tiny": dict(hidden_size=32, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, patch_size=8),
-    "x4": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16),
-}
-DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
-
-
-def synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def timed_pair(ours, bare, device: str, repeats: int) -> tuple[float, float]:
@@ -63,62 +69,114 @@ def timed_pair(ours, bare, device: str, repeats: int) -> tuple[float, float]:
     return statistics.median(times[ours]), statistics.median(times[bare])
 
 
-class StepTimer(TrainerCallback):
-    """Wall time of each optimizer update of the trainer's own loop."""
-
-    def __init__(self, device: str):
-        self.device, self.times, self.peaks, self.start = device, [], [], 0.0
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        synchronize(self.device)
-        if self.device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        self.start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        synchronize(self.device)
-        self.times.append((time.perf_counter() - self.start) * 1000)
-        if self.device == "cuda":
-            self.peaks.append(torch.cuda.max_memory_allocated() / 2**30)
-
-
-def build_components(args, output_dir: str) -> tuple[SDUpscalerGenerator, FinPercepRewardModel, list[dict], dict]:
-    """The pieces every RL benchmark shares: generator, frozen stage-1 RM, random LR/HR data, loop settings."""
-    pipeline = build_sd_upscaler_pipeline(args.size)
-    generator = SDUpscalerGenerator.from_pipeline(pipeline, num_inference_steps=args.num_inference_steps)
-    del pipeline.text_encoder
-    torch.manual_seed(0)
-    rm = (
-        FinPercepRewardModel(
-            FinPercepConfig(vision_config=CLIPVisionConfig(**RM_VISION[args.size]), projection_dim=64, stage=1)
-        )
-        .eval()
-        .requires_grad_(False)
+@dataclass
+class BenchREFLArguments(RLBenchmarkArguments):
+    num_inference_steps: int = field(default=40, metadata={"help": "REFL schedule length T."})
+    stop_step: int = field(default=34, metadata={"help": "Pinned REFL stop step (no-grad UNet calls)."})
+    repeats: int = field(default=3, metadata={"help": "Repeats of each bare/piece timing (median)."})
+    family: str = field(
+        default="sd_upscaler",
+        metadata={"help": "Generator family (tiny only but sd_upscaler).", "choices": GENERATOR_FAMILIES},
     )
-    hr = args.lr_size * generator.scale
-    dataset = [
-        {"image_lr": torch.rand(3, args.lr_size, args.lr_size), "image_gt": torch.rand(3, hr, hr)}
-        for _ in range(args.batch_size * (args.steps + 2))
-    ]
-    common = dict(
-        output_dir=output_dir,
-        train_batch_size=args.batch_size,
-        gradient_accumulation_steps=1,
-        max_train_steps=args.steps + 1,
-        num_inference_steps=args.num_inference_steps,
-        checkpointing_steps=10**9,
-        validation_steps=0,
-        report_to="none",
-        mixed_precision=DTYPES[args.dtype],
-        gradient_checkpointing=args.gradient_checkpointing,
-    )
-    return generator, rm, dataset, common
 
 
-def build_trainer(args, output_dir: str, timer: StepTimer) -> REFLTrainer:
-    generator, rm, dataset, common = build_components(args, output_dir)
+def build_trainer(args: BenchREFLArguments, output_dir: str, timer: StepTimer) -> REFLTrainer:
+    generator, rm, dataset, common = build_components(args, output_dir, family=args.family)
     config = REFLConfig(min_stop_step=args.stop_step, **common)
     return REFLTrainer(generator, reward=rm, args=config, train_dataset=dataset, callbacks=[timer])
+
+
+def bare_denoiser(generator, image_lr: torch.Tensor):
+    """The denoiser of a multi-step family called directly on inputs of the right shapes: UNet (SD-x4: 7 channels
+    and noise-level labels) or ControlNet + UNet."""
+    batch_size, device, dtype = image_lr.shape[0], image_lr.device, generator.dtype
+    condition = generator.encode_condition(image_lr)
+    latents = generator.prepare_latents(condition)
+    embeds = generator.prompt_embeds.expand(batch_size, -1, -1)
+    timestep = torch.tensor(500, device=device)
+    unet = generator.unet
+    if isinstance(generator, SDUpscalerGenerator):
+        sample = torch.randn(batch_size, 7, *latents.shape[-2:], device=device, dtype=dtype)
+        labels = torch.full((batch_size,), 20, device=device)
+        return lambda: unet(sample, timestep, encoder_hidden_states=embeds, class_labels=labels).sample
+    controlnet, control = generator.controlnet, condition.image_lr
+
+    def controlnet_unet():
+        down, mid = controlnet(
+            latents, timestep, encoder_hidden_states=embeds, controlnet_cond=control, return_dict=False
+        )
+        return unet(
+            latents, timestep, encoder_hidden_states=embeds, down_block_additional_residuals=down,
+            mid_block_additional_residual=mid,
+        ).sample  # fmt: skip
+
+    return controlnet_unet
+
+
+def bare_direct_refl(generator, rm, image_lr: torch.Tensor):
+    """REFL's direct loss of a one-step or feed-forward generator written as bare module calls (reward hinge with
+    offset 2 and the reference L1 at weight 1, scaled by 1e-3), backward included."""
+    if isinstance(generator, FeedForwardSRGenerator):
+        network = unwrap_model(generator.trainable_model)
+
+        def forward(lr):
+            return network(lr).float().clamp(0, 1)
+
+        def reference(lr):
+            network.disable_adapter_layers()
+            image = forward(lr)
+            network.enable_adapter_layers()
+            return image
+
+    else:
+        unet, vae, vae_scale = generator.unet, generator.vae, generator.vae.config.scaling_factor
+        alpha = generator.scheduler.alphas_cumprod[generator.timestep]
+        embeds = generator.prompt_embeds.expand(image_lr.shape[0], -1, -1)
+
+        def forward(lr):
+            with torch.no_grad():
+                upsampled = F.interpolate(lr, scale_factor=generator.scale, mode="bicubic").clamp(0, 1)
+                latents = vae.encode(upsampled * 2 - 1).latent_dist.mean * vae_scale
+            eps = unet(latents, generator.timestep, encoder_hidden_states=embeds).sample
+            x0 = (latents - (1 - alpha).sqrt() * eps) / alpha.sqrt()
+            return (vae.decode(x0 / vae_scale).sample / 2 + 0.5).clamp(0, 1)
+
+        def reference(lr):
+            unet.disable_adapters()
+            image = forward(lr)
+            unet.enable_adapters()
+            return image
+
+    def step():
+        image_sr = forward(image_lr)
+        with torch.no_grad():
+            image_reference = reference(image_lr)
+        hinge = F.relu(2.0 - rm(image_sr).global_score).mean()
+        ((hinge + (image_sr - image_reference).abs().mean()) * 1e-3).backward()
+
+    return step
+
+
+def measure_direct_pieces(trainer: REFLTrainer, args) -> dict[str, tuple[float, float]]:
+    """A direct generator's REFL loss fwd+bwd through the trainer (``compute_loss``) vs bare module calls, and the
+    optimizer step: ``name -> (trainer ms, bare ms)``."""
+    generator, accelerator = trainer.generator, trainer.accelerator
+    image_lr = torch.rand(args.batch_size, 3, args.lr_size, args.lr_size, device=accelerator.device)
+    hr = args.lr_size * generator.scale
+    batch = {"image_lr": image_lr, "image_gt": torch.rand(args.batch_size, 3, hr, hr, device=accelerator.device)}
+    bare = bare_direct_refl(generator, trainer.reward.model, image_lr)
+
+    def ours():
+        trainer.compute_loss(batch)[0].backward()
+
+    def optimizer_step():
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad()
+
+    with accelerator.autocast():
+        pieces = {"generator + RM + reference fwd+bwd": timed_pair(ours, bare, args.device, args.repeats)}
+    pieces["optimizer step"] = timed_pair(optimizer_step, lambda: None, args.device, args.repeats)
+    return pieces
 
 
 def measure_pieces(trainer: REFLTrainer, stop: int, args) -> dict[str, tuple[float, float]]:
@@ -126,16 +184,9 @@ def measure_pieces(trainer: REFLTrainer, stop: int, args) -> dict[str, tuple[flo
     same weights, dtype and batch: ``name -> (trainer ms, bare ms)``."""
     device, repeats = args.device, args.repeats
     generator, accelerator = trainer.generator, trainer.accelerator
-    unet, vae, rm = generator.unet, generator.vae, trainer.reward.model
-    batch_size, size, dtype = args.batch_size, args.lr_size, generator.dtype
-    image_lr = torch.rand(batch_size, 3, size, size, device=accelerator.device)
-    sample = torch.randn(batch_size, 7, size, size, device=accelerator.device, dtype=dtype)
-    embeds = generator.prompt_embeds.expand(batch_size, -1, -1)
-    labels = torch.full((batch_size,), 20, device=accelerator.device)
-    timestep = torch.tensor(500, device=accelerator.device)
-
-    def bare_unet():
-        return unet(sample, timestep, encoder_hidden_states=embeds, class_labels=labels).sample
+    vae, rm = generator.vae, trainer.reward.model
+    image_lr = torch.rand(args.batch_size, 3, args.lr_size, args.lr_size, device=accelerator.device)
+    bare_unet = bare_denoiser(generator, image_lr)
 
     pieces = {}
     with accelerator.autocast():
@@ -183,19 +234,7 @@ def measure_pieces(trainer: REFLTrainer, stop: int, args) -> dict[str, tuple[flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="Where to run.")
-    parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="Mixed precision of the run.")
-    parser.add_argument("--size", choices=("tiny", "x4"), default="tiny", help="Generator and RM size.")
-    parser.add_argument("--batch-size", type=int, default=1, help="LR images per update.")
-    parser.add_argument("--lr-size", type=int, default=16, help="LR side (SR side is 4x).")
-    parser.add_argument("--num-inference-steps", type=int, default=40, help="REFL schedule length T.")
-    parser.add_argument("--stop-step", type=int, default=34, help="Pinned REFL stop step (no-grad UNet calls).")
-    parser.add_argument("--steps", type=int, default=3, help="Timed trainer updates (after one warm-up update).")
-    parser.add_argument("--repeats", type=int, default=3, help="Repeats of each bare/piece timing (median).")
-    parser.add_argument("--gradient-checkpointing", action="store_true", help="Checkpoint UNet and VAE.")
-    parser.add_argument("--output", type=Path, default=None, help="Also write the table to this file.")
-    args = parser.parse_args()
+    (args,) = parse_arguments((BenchREFLArguments,), description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     if args.device == "cpu":
         os.environ["ACCELERATE_USE_CPU"] = "true"
         torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -204,29 +243,34 @@ def main() -> None:
     timer = StepTimer(args.device)
     with tempfile.TemporaryDirectory() as output_dir:
         trainer = build_trainer(args, output_dir, timer)
-        with mock.patch("finpercep_hf.trainers.refl.random.randint", return_value=args.stop_step):
+        with mock.patch.object(REFLTrainer, "draw_stop_step", return_value=args.stop_step):
             trainer.train()
         step_times = timer.times[1:]
         whole = statistics.median(step_times)
-        pieces = measure_pieces(trainer, args.stop_step, args)
+        if args.family in ("one_step", "feed_forward"):
+            pieces = measure_direct_pieces(trainer, args)
+        else:
+            pieces = measure_pieces(trainer, args.stop_step, args)
 
     ours = {name: times[0] for name, times in pieces.items()}
     bare = {name: times[1] for name, times in pieces.items()}
     bare["optimizer step"] = 0.0
     ours["everything else in the trainer"] = whole - sum(ours.values())
     bare["everything else in the trainer"] = 0.0
-    unet_params = sum(p.numel() for p in trainer.generator.unet.parameters()) / 1e6
+    trained = unwrap_model(trainer.generator.trainable_model)
+    trained_params = sum(p.numel() for p in trained.parameters()) / 1e6
     lines = [
-        f"bench_refl: device={args.device} dtype={args.dtype} size={args.size} ({unet_params:.1f} M UNet params "
-        f"incl. LoRA) batch={args.batch_size} LR {args.lr_size}->{args.lr_size * 4} T={args.num_inference_steps} "
+        f"bench_refl: family={args.family} device={args.device} dtype={args.dtype} size={args.size} "
+        f"({trained_params:.1f} M params in the trained {type(trained).__name__}, incl. LoRA) "
+        f"batch={args.batch_size} LR {args.lr_size}->{args.lr_size * 4} T={args.num_inference_steps} "
         f"stop_step={args.stop_step} gradient_checkpointing={args.gradient_checkpointing} torch={torch.__version__} "
         f"threads={torch.get_num_threads()}",
         "",
-        f"{'piece':34s} {'trainer (ms)':>13s} {'bare (ms)':>11s} {'ratio':>7s}",
+        f"{'piece':36s} {'trainer (ms)':>13s} {'bare (ms)':>11s} {'ratio':>7s}",
     ]
     for name in ours:
         ratio = f"{ours[name] / bare[name]:.2f}" if bare[name] > 0 else "-"
-        lines.append(f"{name:34s} {ours[name]:13.1f} {bare[name]:11.1f} {ratio:>7s}")
+        lines.append(f"{name:36s} {ours[name]:13.1f} {bare[name]:11.1f} {ratio:>7s}")
     total_bare = sum(bare.values())
     lines += [
         f"{'whole trainer step (median of ' + str(len(step_times)) + ')':34s} {whole:13.1f} {total_bare:11.1f} "
@@ -235,11 +279,7 @@ def main() -> None:
     ]
     if args.device == "cuda":
         lines.append(f"peak memory per trainer step: {max(timer.peaks):.2f} GiB (target at batch 1: <= 20 GiB)")
-    report = "\n".join(lines)
-    print(report)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(report + "\n")
+    write_report("\n".join(lines), args.output)
 
 
 if __name__ == "__main__":

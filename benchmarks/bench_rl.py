@@ -1,7 +1,7 @@
 """One optimizer update of REFL vs Diffusion-DPO vs GRPO at equal batch: wall time and peak memory, side by side.
 
 Every method gets the same generator (random SD-x4-upscaler architecture), the same stage-1 FinPercep-RM, the same
-``--batch-size`` LR images per update and the same sampling length ``T = --num-inference-steps``; DPO samples
+``--batch_size`` LR images per update and the same sampling length ``T = --num_inference_steps``; DPO samples
 ``K = --candidates`` candidates per LR image and GRPO a group of ``K``. What one update computes (UNet calls at
 their batch sizes; B = batch, P = pairs = B for best-vs-worst):
 
@@ -15,13 +15,12 @@ median of ``--steps`` updates after one warm-up, timed inside the trainer's own 
 ``--rounds`` times in turn (median over rounds) so that all see the same machine load.
 
     python benchmarks/bench_rl.py                                   # CPU, tiny models
-    python benchmarks/bench_rl.py --device cuda --dtype bf16 --size x4 --batch-size 1 --lr-size 128 \
-        --num-inference-steps 20 --candidates 4
+    python benchmarks/bench_rl.py --device cuda --dtype bf16 --size x4 --batch_size 1 --lr_size 128 \
+        --num_inference_steps 20 --candidates 4
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -29,15 +28,34 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from argparse import RawDescriptionHelpFormatter
+from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
 import torch
-from bench_refl import DTYPES, StepTimer, build_components
 
-from finpercep_hf.trainers import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, REFLConfig, REFLTrainer
+from finpercep_hf.scripting import parse_arguments
+from finpercep_hf.scripting.benchmarking import RLBenchmarkArguments, StepTimer, build_components, write_report
+from finpercep_hf.trainers import (
+    DiffusionDPOConfig,
+    DiffusionDPOTrainer,
+    DiffusionGRPOConfig,
+    DiffusionGRPOTrainer,
+    REFLConfig,
+    REFLTrainer,
+)
 
 METHODS = ("refl", "dpo", "grpo")
+
+
+@dataclass
+class BenchRLArguments(RLBenchmarkArguments):
+    candidates: int = field(default=4, metadata={"help": "DPO candidates / GRPO group size K."})
+    rounds: int = field(default=2, metadata={"help": "Times the three methods run in turn."})
+    method: str | None = field(
+        default=None, metadata={"help": "(internal) run one method, print JSON.", "choices": METHODS}
+    )
 
 
 def refl_stop_step(num_inference_steps: int) -> int:
@@ -51,7 +69,7 @@ def resident_mib() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def build_trainer(method: str, args, output_dir: str, timer: StepTimer):
+def build_trainer(method: str, args: BenchRLArguments, output_dir: str, timer: StepTimer):
     generator, rm, dataset, common = build_components(args, output_dir)
     if method == "refl":
         trainer_class, config = (
@@ -59,20 +77,26 @@ def build_trainer(method: str, args, output_dir: str, timer: StepTimer):
             REFLConfig(min_stop_step=refl_stop_step(args.num_inference_steps), **common),
         )
     elif method == "dpo":
-        trainer_class, config = DPOTrainer, DPOConfig(num_candidates=args.candidates, **common)
+        trainer_class, config = (
+            DiffusionDPOTrainer,
+            DiffusionDPOConfig(num_samples_per_image=args.candidates, **common),
+        )
     else:
-        trainer_class, config = GRPOTrainer, GRPOConfig(group_size=args.candidates, **common)
+        trainer_class, config = (
+            DiffusionGRPOTrainer,
+            DiffusionGRPOConfig(num_samples_per_image=args.candidates, **common),
+        )
     return trainer_class(generator, reward=rm, args=config, train_dataset=dataset, callbacks=[timer])
 
 
-def run_method(method: str, args) -> dict:
+def run_method(method: str, args: BenchRLArguments) -> dict:
     """Build and train one method in this process; its median update time and its peak memory."""
     timer = StepTimer(args.device)
     with tempfile.TemporaryDirectory() as output_dir:
         trainer = build_trainer(method, args, output_dir, timer)
         built = resident_mib()
         stop_step = refl_stop_step(args.num_inference_steps)  # every REFL update does the same work
-        with mock.patch("finpercep_hf.trainers.refl.random.randint", return_value=stop_step):
+        with mock.patch.object(REFLTrainer, "draw_stop_step", return_value=stop_step):
             trainer.train()
     result = {"method": method, "ms": statistics.median(timer.times[1:]), "times": timer.times[1:]}
     if args.device == "cuda":
@@ -83,20 +107,7 @@ def run_method(method: str, args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="Where to run.")
-    parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="Mixed precision of the run.")
-    parser.add_argument("--size", choices=("tiny", "x4"), default="tiny", help="Generator and RM size.")
-    parser.add_argument("--batch-size", type=int, default=1, help="LR images per update (all methods).")
-    parser.add_argument("--lr-size", type=int, default=16, help="LR side (SR side is 4x).")
-    parser.add_argument("--num-inference-steps", type=int, default=8, help="Sampling length T (all methods).")
-    parser.add_argument("--candidates", type=int, default=4, help="DPO candidates / GRPO group size K.")
-    parser.add_argument("--steps", type=int, default=3, help="Timed updates per method (after one warm-up).")
-    parser.add_argument("--rounds", type=int, default=2, help="Times the three methods run in turn.")
-    parser.add_argument("--gradient-checkpointing", action="store_true", help="Checkpoint UNet and VAE.")
-    parser.add_argument("--method", choices=METHODS, default=None, help="(internal) run one method, print JSON.")
-    parser.add_argument("--output", type=Path, default=None, help="Also write the table to this file.")
-    args = parser.parse_args()
+    (args,) = parse_arguments((BenchRLArguments,), description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     if args.device == "cpu":
         os.environ["ACCELERATE_USE_CPU"] = "true"
         # One thread per process: on a small shared CPU, two threads of tiny kernels stall each other.
@@ -136,11 +147,7 @@ def main() -> None:
             f"{method:8s} {ms[method]:12.1f} {ms[method] / ms['refl']:7.2f} {peak[method]:11.1f} "
             f"{peak[method] / peak['refl']:7.2f}   {times}"
         )
-    report = "\n".join(lines)
-    print(report)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(report + "\n")
+    write_report("\n".join(lines), args.output)
 
 
 if __name__ == "__main__":

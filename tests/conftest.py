@@ -32,24 +32,39 @@ def tiny_clip_dir(tmp_path_factory):
     return save_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 
 
+def perturb_score_head(model: FinPercepRewardModel) -> FinPercepRewardModel:
+    """Random weights in the score head's zero-initialised last layer, so that ``global_score != base_score``: a
+    test that confuses the two then fails (a freshly grown RM_1 has equal scores by construction)."""
+    if model.config.stage >= 1:
+        generator = torch.Generator().manual_seed(1)
+        last = model.score_head.mlp[-1]
+        with torch.no_grad():
+            last.weight.copy_(torch.randn(last.weight.shape, generator=generator) * 0.5)
+            last.bias.fill_(0.3)
+    return model
+
+
 @pytest.fixture
 def make_rm(tiny_clip_dir):
-    """``make_rm(stage=1, **config_kwargs)`` -> a FinPercepRewardModel built from the tiny CLIP, seeded."""
+    """``make_rm(stage=1, perturb_head=False, **config_kwargs)`` -> a FinPercepRewardModel built from the tiny CLIP,
+    seeded; ``perturb_head`` gives the zero-initialised score head random weights (then global_score != base_score).
+    """
 
-    def make(stage: int = 0, **config_kwargs) -> FinPercepRewardModel:
+    def make(stage: int = 0, perturb_head: bool = False, **config_kwargs) -> FinPercepRewardModel:
         torch.manual_seed(0)
-        return FinPercepRewardModel.from_clip(str(tiny_clip_dir), stage=stage, **config_kwargs).eval()
+        model = FinPercepRewardModel.from_clip(str(tiny_clip_dir), stage=stage, **config_kwargs).eval()
+        return perturb_score_head(model) if perturb_head else model
 
     return make
 
 
 @pytest.fixture(scope="session")
 def tiny_rm1_dir(tiny_clip_dir, tmp_path_factory):
-    """A saved stage-1 reward model (with its image processor) built from the tiny CLIP."""
+    """A saved stage-1 reward model (with its image processor) built from the tiny CLIP, head perturbed."""
     from finpercep_hf.models.image_processing_finpercep import FinPercepImageProcessor
 
     torch.manual_seed(0)
-    model = FinPercepRewardModel.from_clip(str(tiny_clip_dir), stage=1)
+    model = perturb_score_head(FinPercepRewardModel.from_clip(str(tiny_clip_dir), stage=1))
     path = tmp_path_factory.mktemp("rm-stage1")
     model.save_pretrained(path)
     FinPercepImageProcessor().save_pretrained(path)

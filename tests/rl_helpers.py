@@ -15,6 +15,15 @@ def brightness(images: torch.Tensor) -> torch.Tensor:
     return images.mean(dim=(1, 2, 3))
 
 
+def perturb_lora(model: torch.nn.Module, seed: int = 1) -> None:
+    """LoRA B starts at zero (adapter = identity); give it values so that the adapter changes the output."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
+
+
 def launch(script: str, arguments: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """``accelerate launch --num_processes 2 --cpu training_scripts/<script> ...`` offline; asserts it succeeded."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",

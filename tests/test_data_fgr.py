@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from finpercep_hf.cli import build_parser, main
-from finpercep_hf.commands.build_fgr import config_from_args
+from finpercep_hf.commands.build_fgr import ARGUMENTS, config_from_args
 from finpercep_hf.data import ARTIFACT_KINDS, FGR_FEATURES, FGRBuildConfig, build_fgr, push_fgr_to_hub
 from finpercep_hf.data.fgr import FGRBuilder, FGRSynthesizer
+from finpercep_hf.scripting import dataclasses_from_namespace
 
 STRING_COLUMNS = ("sr_model", "artifact_kind", "mask_type", "source_id")
 
@@ -146,7 +147,7 @@ def test_corrupt_source_is_skipped_with_a_warning(tmp_path, skimage_photos, capl
     skimage_photos["astronaut"].save(photos / "a.png")
     (photos / "b.png").write_bytes(b"not a png at all")
     config = tiny_config(images=[str(photos)], num_samples=6)
-    with caplog.at_level("WARNING", logger="finpercep_hf.data.fgr"):
+    with caplog.at_level("WARNING", logger="finpercep_hf.data.fgr.synthesis"):
         path = build_fgr(config, tmp_path / "fgr", progress=False)
     rows = datasets.load_dataset(str(path), split="train")
     assert list(rows["sample_index"]) == [0, 2, 4]  # the odd samples come from b.png
@@ -205,24 +206,23 @@ def test_cli_builds_the_mini_preset_with_overrides(tmp_path):
         "mini",
         "--out",
         str(out),
-        "--num-samples",
+        "--num_samples",
         "4",
-        "--crop-size",
+        "--crop_size",
         "64",
-        "--samples-per-shard",
+        "--samples_per_shard",
         "2",
-        "--calibration-samples",
+        "--calibration_samples",
         "2",
-        "--skimage-photos",
+        "--skimage_photos",
         "coffee",
         "rocket",
-        "--sr-model",
+        "--sr_models",
         "bicubic",
-        "--sr-model",
         "artifact:oversharpen_halo",
         "--alpha",
         "0.7",
-        "--no-progress",
+        "--no_progress",
     ]
     assert main(argv) == 0
     stored = json.loads((out / "fgr_build.json").read_text())["config"]
@@ -230,12 +230,12 @@ def test_cli_builds_the_mini_preset_with_overrides(tmp_path):
     assert stored["pretty_name"] == "FGR-mini"  # not overridden: the preset's value
     rows = datasets.load_dataset(str(out), split="train")
     assert len(rows) == 4 and set(rows["sr_model"]) <= {"bicubic", "artifact:oversharpen_halo"}
-    assert main(["build-fgr", "--preset", "mini", "--out", str(tmp_path / "bad"), "--crop-size", "66"]) == 2
+    assert main(["build-fgr", "--preset", "mini", "--out", str(tmp_path / "bad"), "--crop_size", "66"]) == 2
 
 
 def test_cli_sam_flag_adds_semantic_masks():
-    args = build_parser().parse_args(["build-fgr", "--out", "x", "--sam", "facebook/sam-vit-base"])
-    config = config_from_args(args)
+    namespace = build_parser().parse_args(["build-fgr", "--out", "x", "--sam", "facebook/sam-vit-base"])
+    config = config_from_args(*dataclasses_from_namespace(namespace, ARGUMENTS))
     assert config.mask_types == ("rectangle", "stroke", "semantic") and config.crop_size == 512
     assert config.num_samples == 30000
 

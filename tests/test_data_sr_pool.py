@@ -62,7 +62,9 @@ def test_classical_upsamplers_are_x4_and_close_to_gt(lr_and_gt, mode):
     assert isinstance(model, ClassicalUpsampler) and model.name == mode
     assert model.artifact_kind == "upsampled_degradation"
     assert sr.shape == (1, 3, 96, 128) and 0 <= sr.min() and sr.max() <= 1
-    assert (sr - image_gt).abs().mean() < 0.25
+    error = (sr - image_gt).abs().mean()
+    assert error < 0.08  # bicubic from the degraded LR: about 0.037
+    assert error < 0.3 * (image_gt - 0.5).abs().mean()  # far better than a flat grey "upsampler"
 
 
 @pytest.mark.parametrize("kind", ARTIFACT_KINDS)

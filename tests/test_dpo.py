@@ -1,19 +1,19 @@
 """Diffusion-DPO: the losses against hand-computed values, pair forming, and the DPO trainer on a tiny generator."""
 
+import json
 import math
-import sys
 
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from finpercep_hf.data import LRHRDataset, PreferencePairDataset
 from finpercep_hf.generators import SDUpscalerGenerator, build_sd_upscaler_pipeline, save_tiny_sd_upscaler
 from finpercep_hf.images import pil_to_tensor, tensor_to_pil
-from finpercep_hf.trainers import DPOConfig, DPOTrainer, LRHRDataset
-from finpercep_hf.trainers.dpo import PreferencePairDataset
+from finpercep_hf.trainers import DiffusionDPOConfig, DiffusionDPOTrainer
 from finpercep_hf.trainers.preference import diffusion_dpo_loss, form_preference_pairs
-from rl_helpers import SCRIPTS, brightness, launch
+from rl_helpers import brightness, launch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -97,7 +97,7 @@ def make_trainer(tmp_path, photos, reward=brightness, **overrides):
     generator = SDUpscalerGenerator.from_pipeline(build_sd_upscaler_pipeline("tiny"))
     options = dict(
         output_dir=str(tmp_path / "dpo"),
-        num_candidates=3,
+        num_samples_per_image=3,
         num_inference_steps=2,
         train_batch_size=2,
         gradient_accumulation_steps=1,
@@ -106,7 +106,9 @@ def make_trainer(tmp_path, photos, reward=brightness, **overrides):
         report_to="none",
     )
     dataset = LRHRDataset(list(photos.values()), resolution=32)
-    return DPOTrainer(generator, reward=reward, args=DPOConfig(**{**options, **overrides}), train_dataset=dataset)
+    return DiffusionDPOTrainer(
+        generator, reward=reward, args=DiffusionDPOConfig(**{**options, **overrides}), train_dataset=dataset
+    )
 
 
 def lora_b_gradients_nonzero(trainer) -> bool:
@@ -116,17 +118,21 @@ def lora_b_gradients_nonzero(trainer) -> bool:
 
 
 def test_dpo_config_validation():
-    assert DPOConfig().beta_dpo == 2500 and DPOConfig().loss_type == "sigmoid" and DPOConfig().num_candidates == 4
+    assert (
+        DiffusionDPOConfig().beta_dpo == 2500
+        and DiffusionDPOConfig().loss_type == "sigmoid"
+        and DiffusionDPOConfig().num_samples_per_image == 4
+    )
     for bad, match in [
         (dict(loss_type="kto"), "loss_type"),
-        (dict(num_candidates=1), "num_candidates"),
+        (dict(num_samples_per_image=1), "num_samples_per_image"),
         (dict(use_lora=False), "use_lora"),
         (dict(preference_source="human"), "preference_source"),
         (dict(pairing="random"), "pairing"),
         (dict(beta_dpo=0), "beta_dpo"),
     ]:
         with pytest.raises(ValueError, match=match):
-            DPOConfig(**bad)
+            DiffusionDPOConfig(**bad)
 
 
 @pytest.mark.parametrize("loss_type", ["sigmoid", "hinge", "ipo"])
@@ -250,8 +256,12 @@ def test_offline_dpo_trains_on_the_dataset_pairs(skimage_photos, tmp_path):
 @pytest.mark.parametrize(
     "script, options, logged",
     [
-        ("train_dpo.py", ["--num_candidates", "2", "--loss_type", "hinge"], "train/implicit_accuracy"),
-        ("train_grpo.py", ["--group_size", "2", "--kl_beta", "0.1", "--rollout_reuse", "2"], "train/kl_ref"),
+        ("train_dpo.py", ["--num_samples_per_image", "2", "--loss_type", "hinge"], "train/implicit_accuracy"),
+        (
+            "train_grpo.py",
+            ["--num_samples_per_image", "2", "--kl_beta", "0.1", "--rollout_reuse", "2"],
+            "train/kl_ref",
+        ),
     ],
 )
 def test_script_two_processes_checkpoint_resume_and_switch_stages(
@@ -307,7 +317,7 @@ def test_script_two_processes_checkpoint_resume_and_switch_stages(
     assert "checkpoint-2 at step 2" in resumed.stdout + resumed.stderr
 
     assert sorted(p.name for p in output_dir.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-4"]
-    callback_state = torch.load(output_dir / "checkpoint-4" / "custom_checkpoint_0.pkl", weights_only=False)
+    callback_state = json.loads((output_dir / "checkpoint-4" / "callback_state.json").read_text())["CCLRewardCallback"]
     assert [(s["step"], s["stage"]) for s in callback_state["switches"]] == [(0, 0), (3, 1)]
     scalars = {}
     for events in (output_dir / "logs").rglob("events.out.tfevents.*"):
@@ -330,14 +340,11 @@ def test_dpo_script_builds_offline_pairs_from_a_saved_dataset(skimage_photos, tm
     import datasets
     from transformers import HfArgumentParser
 
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import train_dpo
-    finally:
-        sys.path.pop(0)
+    from finpercep_hf.scripting.generator_training import GeneratorScriptArguments, build_preference_datasets
+
     rows = preference_rows(skimage_photos)
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "pairs"))
-    parser = HfArgumentParser(train_dpo.DPOScriptArguments)
+    parser = HfArgumentParser(GeneratorScriptArguments)
     (script_args,) = parser.parse_args_into_dataclasses(
         [
             "--pretrained_model_name_or_path",
@@ -354,11 +361,11 @@ def test_dpo_script_builds_offline_pairs_from_a_saved_dataset(skimage_photos, tm
             "image_sr",
         ]
     )
-    train, evaluation = train_dpo.build_preference_datasets(script_args, "offline")
+    train, evaluation = build_preference_datasets(script_args, "offline")
     assert len(train) == len(rows) and isinstance(evaluation, PreferencePairDataset)
     item = evaluation[0]
     torch.testing.assert_close(item["image_chosen"], item["image_gt"])
     assert not torch.equal(item["image_rejected"], item["image_gt"])
     script_args.dataset = None
     with pytest.raises(ValueError, match="offline needs --dataset"):
-        train_dpo.build_preference_datasets(script_args, "offline")
+        build_preference_datasets(script_args, "offline")

@@ -1,5 +1,5 @@
 """``finpercep evaluate --generator``: a tiny random SD-x4 upscaler (pipeline and LoRA training run) super-resolves
-real skimage photos, and the outputs are evaluated against their HR images."""
+real skimage photos, and the outputs are evaluated against their ground-truth images."""
 
 import csv
 
@@ -21,12 +21,12 @@ def tiny_upscaler(tmp_path_factory):
 
 
 @pytest.fixture
-def lr_hr_dirs(skimage_photos, tmp_path):
+def lr_gt_dirs(skimage_photos, tmp_path):
     for name in ("astronaut", "coffee"):
         hr = skimage_photos[name].crop((0, 0, 64, 48))
-        (tmp_path / "hr").mkdir(exist_ok=True)
+        (tmp_path / "gt").mkdir(exist_ok=True)
         (tmp_path / "lr").mkdir(exist_ok=True)
-        hr.save(tmp_path / "hr" / f"{name}.png")
+        hr.save(tmp_path / "gt" / f"{name}.png")
         hr.resize((16, 12)).save(tmp_path / "lr" / f"{name}.png")
     return tmp_path
 
@@ -38,16 +38,16 @@ def direct_sr(generator, lr_path) -> np.ndarray:
     return np.asarray(tensor_to_pil(sample.images[0]))
 
 
-def evaluate_generator_args(generator: str, lr_hr_dirs, out) -> list[str]:
+def evaluate_generator_args(generator: str, lr_gt_dirs, out) -> list[str]:
     """``finpercep evaluate`` arguments: super-resolve ``lr/`` with ``generator``, score PSNR against ``hr/``."""
-    return ["evaluate", "--generator", generator, "--lr", str(lr_hr_dirs / "lr"), "--hr", str(lr_hr_dirs / "hr"),
+    return ["evaluate", "--generator", generator, "--lr", str(lr_gt_dirs / "lr"), "--gt", str(lr_gt_dirs / "gt"),
             "--metrics", "psnr", "--num-inference-steps", str(STEPS), "--pad-multiple", "4",
             "--out", str(out)]  # fmt: skip
 
 
-def test_generator_outputs_are_written_and_evaluated(tiny_upscaler, lr_hr_dirs):
-    out = lr_hr_dirs / "out"
-    args = evaluate_generator_args(f"x4={tiny_upscaler}", lr_hr_dirs, out)
+def test_generator_outputs_are_written_and_evaluated(tiny_upscaler, lr_gt_dirs):
+    out = lr_gt_dirs / "out"
+    args = evaluate_generator_args(f"x4={tiny_upscaler}", lr_gt_dirs, out)
     assert main(args) == 0
     generator = SDUpscalerGenerator.from_pretrained(str(tiny_upscaler), num_inference_steps=STEPS)
     with (out / "per_image.csv").open() as handle:
@@ -55,31 +55,31 @@ def test_generator_outputs_are_written_and_evaluated(tiny_upscaler, lr_hr_dirs):
     for name in ("astronaut", "coffee"):
         written = np.asarray(load_image(out / "sr" / "x4" / f"{name}.png"))
         assert written.shape == (48, 64, 3)
-        np.testing.assert_array_equal(written, direct_sr(generator, lr_hr_dirs / "lr" / f"{name}.png"))
-        hr = np.asarray(load_image(lr_hr_dirs / "hr" / f"{name}.png"), dtype=np.float64) / 255
-        expected = 10 * np.log10(1 / np.mean((written / 255 - hr) ** 2))
+        np.testing.assert_array_equal(written, direct_sr(generator, lr_gt_dirs / "lr" / f"{name}.png"))
+        gt = np.asarray(load_image(lr_gt_dirs / "gt" / f"{name}.png"), dtype=np.float64) / 255
+        expected = 10 * np.log10(1 / np.mean((written / 255 - gt) ** 2))
         assert float(rows[name]["psnr"]) == pytest.approx(expected, abs=1e-3)
     assert (out / "table.md").read_text().splitlines()[0] == "| Datasets | Metrics | x4 |"
 
 
-def test_lora_run_needs_its_base_model_and_changes_the_outputs(tiny_upscaler, lr_hr_dirs, capsys):
+def test_lora_run_needs_its_base_model_and_changes_the_outputs(tiny_upscaler, lr_gt_dirs, capsys):
     torch.manual_seed(0)
     trained = SDUpscalerGenerator.from_pretrained(str(tiny_upscaler), num_inference_steps=STEPS)
     trained.add_lora(rank=2)
     for parameter in trained.trainable_parameters():
         parameter.data.normal_(std=0.5)
-    run_dir = lr_hr_dirs / "run"
+    run_dir = lr_gt_dirs / "run"
     trained.save_lora_weights(run_dir)
 
-    out = lr_hr_dirs / "out"
-    common = evaluate_generator_args(str(run_dir), lr_hr_dirs, out)
+    out = lr_gt_dirs / "out"
+    common = evaluate_generator_args(str(run_dir), lr_gt_dirs, out)
     assert main(common) == 1
     assert "names no base pipeline: pass --base-model" in capsys.readouterr().err
     assert main([*common, "--base-model", str(tiny_upscaler)]) == 0
     written = np.asarray(load_image(out / "sr" / "run" / "coffee.png"))
-    np.testing.assert_array_equal(written, direct_sr(trained, lr_hr_dirs / "lr" / "coffee.png"))
+    np.testing.assert_array_equal(written, direct_sr(trained, lr_gt_dirs / "lr" / "coffee.png"))
     base = load_generator(tiny_upscaler, num_inference_steps=STEPS)
-    assert not np.array_equal(written, direct_sr(base, lr_hr_dirs / "lr" / "coffee.png"))
+    assert not np.array_equal(written, direct_sr(base, lr_gt_dirs / "lr" / "coffee.png"))
 
 
 def test_odd_sized_lr_images_are_padded_and_cropped_back(tiny_upscaler, skimage_photos, tmp_path):
@@ -96,8 +96,8 @@ def test_odd_sized_lr_images_are_padded_and_cropped_back(tiny_upscaler, skimage_
     np.testing.assert_array_equal(np.asarray(image_sr), np.asarray(tensor_to_pil(full[:, :44, :60])))
 
 
-def test_generator_mode_needs_lr(tiny_upscaler, lr_hr_dirs, capsys):
-    assert main(["evaluate", "--generator", str(tiny_upscaler), "--out", str(lr_hr_dirs / "out")]) == 2
+def test_generator_mode_needs_lr(tiny_upscaler, lr_gt_dirs, capsys):
+    assert main(["evaluate", "--generator", str(tiny_upscaler), "--out", str(lr_gt_dirs / "out")]) == 2
     assert "--generator needs --lr DIR" in capsys.readouterr().err
-    assert main(["evaluate", "--out", str(lr_hr_dirs / "out")]) == 2
+    assert main(["evaluate", "--out", str(lr_gt_dirs / "out")]) == 2
     assert "nothing to evaluate" in capsys.readouterr().err

@@ -44,13 +44,13 @@ def no_network(monkeypatch):
 
 def test_psnr_known_values():
     torch.manual_seed(0)
-    image_hr = torch.rand(2, 3, 24, 24) * 0.8
-    image_sr = image_hr + 0.1  # MSE 0.01 on every channel -> 20 dB
-    assert build_metric("psnr")(image_sr, image_hr).tolist() == pytest.approx([20.0, 20.0], abs=1e-4)
+    image_gt = torch.rand(2, 3, 24, 24) * 0.8
+    image_sr = image_gt + 0.1  # MSE 0.01 on every channel -> 20 dB
+    assert build_metric("psnr")(image_sr, image_gt).tolist() == pytest.approx([20.0, 20.0], abs=1e-4)
     # The luma of a uniform +0.1 shift moves by 0.1 * (65.481 + 128.553 + 24.966) / 255 = 0.1 * 219 / 255.
     expected_y = -20 * math.log10(0.1 * 219 / 255)
-    assert build_metric("psnr_y")(image_sr, image_hr).tolist() == pytest.approx([expected_y] * 2, abs=1e-4)
-    assert build_metric("psnr")(image_hr, image_hr).tolist() == pytest.approx([100.0, 100.0])
+    assert build_metric("psnr_y")(image_sr, image_gt).tolist() == pytest.approx([expected_y] * 2, abs=1e-4)
+    assert build_metric("psnr")(image_gt, image_gt).tolist() == pytest.approx([100.0, 100.0])
 
 
 def test_ssim_matches_skimage_reference_on_a_real_photo(photo):

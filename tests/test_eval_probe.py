@@ -143,8 +143,9 @@ def test_probe_command_on_default_photos_and_bad_options(tiny_rm1_dir, tmp_path,
         "--out",
         str(out),
         "--artifacts",
-        "blur,color_shift",
-        "--areas",
+        "blur",
+        "color_shift",
+        "--area_fractions",
         "0.1",
         "--max-side",
         "48",
@@ -161,7 +162,7 @@ def test_probe_command_on_default_photos_and_bad_options(tiny_rm1_dir, tmp_path,
     assert "| rm1 | all |" in capsys.readouterr().out
     assert main(["probe", "--rm", str(tiny_rm1_dir), "--out", str(out), "--artifacts", "rain"]) == 2
     assert "artifacts must be a non-empty subset" in capsys.readouterr().err
-    assert main(["probe", "--rm", str(tiny_rm1_dir), "--out", str(out), "--areas", "0.5,1.5"]) == 2
+    assert main(["probe", "--rm", str(tiny_rm1_dir), "--out", str(out), "--area_fractions", "0.5", "1.5"]) == 2
     (tmp_path / "empty").mkdir()
     assert main(["probe", "--rm", str(tiny_rm1_dir), "--out", str(out), "--images", str(tmp_path / "empty")]) == 2
     assert "no readable images" in capsys.readouterr().err

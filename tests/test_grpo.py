@@ -7,7 +7,7 @@ import torch
 
 from finpercep_hf.generators import SDUpscalerGenerator, build_sd_upscaler_pipeline
 from finpercep_hf.generators.ddim_logprob import gaussian_kl
-from finpercep_hf.trainers import GRPOConfig, GRPOTrainer
+from finpercep_hf.trainers import DiffusionGRPOConfig, DiffusionGRPOTrainer
 from finpercep_hf.trainers.grpo import clipped_surrogate_loss, group_advantages
 from rl_helpers import brightness
 
@@ -97,7 +97,7 @@ def make_trainer(tmp_path, dataset, **overrides):
     generator = SDUpscalerGenerator.from_pipeline(build_sd_upscaler_pipeline("tiny"))
     options = dict(
         output_dir=str(tmp_path / "grpo"),
-        group_size=4,
+        num_samples_per_image=4,
         num_inference_steps=4,
         train_batch_size=2,
         gradient_accumulation_steps=1,
@@ -106,17 +106,22 @@ def make_trainer(tmp_path, dataset, **overrides):
         checkpointing_steps=100,
         report_to="none",
     )
-    return GRPOTrainer(
-        generator, reward=brightness, args=GRPOConfig(**{**options, **overrides}), train_dataset=dataset
+    return DiffusionGRPOTrainer(
+        generator, reward=brightness, args=DiffusionGRPOConfig(**{**options, **overrides}), train_dataset=dataset
     )
 
 
 def test_grpo_config_defaults_and_validation():
-    config = GRPOConfig()
-    assert (config.group_size, config.num_inference_steps, config.eta, config.clip_range) == (8, 20, 1.0, 1e-4)
+    config = DiffusionGRPOConfig()
+    assert (config.num_samples_per_image, config.num_inference_steps, config.eta, config.clip_range) == (
+        8,
+        20,
+        1.0,
+        1e-4,
+    )
     assert config.adv_clip_max == 5 and config.kl_beta == 0 and config.num_trained_steps == 12
     for bad, match in [
-        (dict(group_size=1), "group_size"),
+        (dict(num_samples_per_image=1), "num_samples_per_image"),
         (dict(eta=0.0), "eta"),
         (dict(timestep_fraction=0.0), "timestep_fraction"),
         (dict(advantage_std="batch"), "advantage_std"),
@@ -124,7 +129,7 @@ def test_grpo_config_defaults_and_validation():
         (dict(kl_beta=0.1, use_lora=False), "use_lora"),
     ]:
         with pytest.raises(ValueError, match=match):
-            GRPOConfig(**bad)
+            DiffusionGRPOConfig(**bad)
 
 
 def test_rollout_stores_a_consistent_trajectory_and_recomputes_ratio_one(tmp_path):
@@ -153,27 +158,26 @@ def test_rollout_stores_a_consistent_trajectory_and_recomputes_ratio_one(tmp_pat
         torch.testing.assert_close(ratio, torch.ones(num_samples), atol=1e-4, rtol=0)
 
 
-def test_compute_loss_gradient_equals_the_sum_over_all_trained_steps(tmp_path):
-    """The per-unit backward inside compute_loss + the loop's backward give the gradient of the full loss."""
+def test_training_step_gradient_equals_the_sum_over_all_trained_steps(tmp_path):
+    """The per-unit backwards of training_step give the gradient of the full loss."""
     dataset = LowResImages(2)
     trainer = make_trainer(tmp_path, dataset, timestep_fraction=0.5, kl_beta=0.5)
     trainer.args.clip_range = 0.2
     # one update first, so that B != 0 and the ratio and KL terms carry gradients to every LoRA weight
-    trainer.compute_loss({"image_lr": dataset.image_lr})[0].backward()
+    trainer.training_step({"image_lr": dataset.image_lr})
     trainer.optimizer.step()
     trainer.optimizer.zero_grad()
     rollout = trainer.rollout(dataset.image_lr, rng=torch.Generator().manual_seed(1))
     trainer.rollout = lambda image_lr: rollout
     parameters = list(trainer.generator.trainable_parameters())
 
-    torch.manual_seed(5)
-    loss, logs = trainer.compute_loss({"image_lr": dataset.image_lr})
-    loss.backward()
+    trainer.rng.manual_seed(5)
+    loss, logs = trainer.training_step({"image_lr": dataset.image_lr})
     split = [p.grad.clone() for p in parameters]
     trainer.optimizer.zero_grad()
 
-    torch.manual_seed(5)
-    order = torch.argsort(torch.rand(8, 4), dim=1)
+    trainer.rng.manual_seed(5)
+    order = torch.argsort(torch.rand(8, 4, generator=trainer.rng), dim=1)
     total = sum(trainer.unit_loss(rollout, order[:, j])[0] for j in range(2)) / 2
     total.backward()
     assert loss.item() == pytest.approx(total.item(), rel=1e-5)
@@ -198,7 +202,7 @@ def test_few_grpo_steps_increase_the_mean_brightness(tmp_path):
     trainer = make_trainer(
         tmp_path,
         dataset,
-        group_size=16,
+        num_samples_per_image=16,
         train_batch_size=4,
         timestep_fraction=1.0,
         learning_rate=3e-3,
@@ -213,3 +217,27 @@ def test_few_grpo_steps_increase_the_mean_brightness(tmp_path):
     after = mean_reward()
     assert after > before
     assert history[-1]["train/reward_mean"] > history[0]["train/reward_mean"]
+
+
+def test_diffusers_default_ddim_config_with_v_prediction_trains(tmp_path):
+    """diffusers' default DDIM config (set_alpha_to_one=True) makes the last step deterministic: it is taken with
+    the mean and is not a policy action, so no log-probability of a zero-variance step is ever computed."""
+    from diffusers import DDIMScheduler
+
+    dataset = LowResImages(2)
+    torch.manual_seed(0)
+    generator = SDUpscalerGenerator.from_pipeline(build_sd_upscaler_pipeline("tiny"))
+    generator.scheduler = DDIMScheduler(prediction_type="v_prediction")
+    config = DiffusionGRPOConfig(
+        output_dir=str(tmp_path), num_samples_per_image=4, num_inference_steps=4, train_batch_size=2,
+        gradient_accumulation_steps=1, validation_steps=0, report_to="none",
+    )  # fmt: skip
+    trainer = DiffusionGRPOTrainer(generator, reward=brightness, args=config, train_dataset=dataset)
+    assert trainer.sampling_scheduler.config.set_alpha_to_one
+    assert trainer.policy_step == [True, True, True, False]
+    rollout = trainer.rollout(dataset.image_lr)
+    assert rollout.log_probs.shape == (8, 3) and torch.isfinite(rollout.log_probs).all()
+    assert rollout.timesteps.tolist() == trainer.sampling_scheduler.timesteps[:3].tolist()
+    loss, logs = trainer.training_step({"image_lr": dataset.image_lr})
+    assert torch.isfinite(loss) and "reward_mean" in logs
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.generator.trainable_parameters())

@@ -26,6 +26,7 @@ def test_pipeline_matches_the_model(tiny_rm1_dir, skimage_photos, tmp_path):
         with torch.no_grad():
             out = model(FinPercepImageProcessor()(image)["pixel_values"])
         assert result["score"] == pytest.approx(out.global_score.item(), abs=1e-6)
+        assert abs(result["score"] - result["base_score"]) > 1e-3  # the fixture's head is perturbed
         np.testing.assert_allclose(result["pdm"], out.pdm[0, 0].numpy(), atol=1e-6)
 
 
@@ -38,7 +39,9 @@ def test_cli_score_writes_json_overlays_and_reports_bad_inputs(tiny_rm1_dir, ski
     (images / "broken.png").write_bytes((images / "coffee.png").read_bytes()[:200])
     (images / "zero.jpg").write_bytes(b"")
     out = tmp_path / "out"
-    code = main(["score", str(images), "--model", str(tiny_rm1_dir), "--out", str(out), "--batch-size", "2"])
+    code = main(
+        ["score", "--images", str(images), "--model", str(tiny_rm1_dir), "--out", str(out), "--batch_size", "2"]
+    )
     captured = capsys.readouterr()
     assert code == 2
     assert "broken.png" in captured.err and "zero.jpg" in captured.err

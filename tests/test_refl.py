@@ -1,6 +1,5 @@
 """REFL trainer, CCL reward callback, hacking monitor and LR/HR data on tiny local models (in-process)."""
 
-import random
 from contextlib import contextmanager
 from types import SimpleNamespace
 
@@ -13,10 +12,11 @@ from PIL import Image
 from transformers import TrainerControl, TrainerState
 
 from finpercep_hf.curriculum import CCLRewardCallback
+from finpercep_hf.data import LRHRDataset
 from finpercep_hf.generators import SDUpscalerGenerator, build_sd_upscaler_pipeline
 from finpercep_hf.images import pil_to_tensor
 from finpercep_hf.rewards import CallableReward, FinPercepReward
-from finpercep_hf.trainers import LRHRDataset, REFLConfig, REFLTrainer, RewardHackingMonitor
+from finpercep_hf.trainers import REFLConfig, REFLTrainer, RewardHackingMonitor
 
 
 def tiny_config(tmp_path, **overrides):
@@ -43,8 +43,7 @@ def trainer(make_rm, skimage_photos, tmp_path):
 
 def fixed_batch_loss(trainer, batch):
     """The REFL loss with the same noise and stop step every call (a fixed batch in the strict sense)."""
-    random.seed(0)
-    torch.manual_seed(0)
+    trainer.rng.manual_seed(0)
     return trainer.compute_loss(batch)
 
 
@@ -235,12 +234,12 @@ def test_lrhr_dataset_crops_pairs_and_errors(skimage_photos, tmp_path):
 
 
 def test_full_unet_fine_tuning_checkpoints_and_saves_the_unet(make_rm, skimage_photos, tmp_path, monkeypatch):
-    import finpercep_hf.trainers.base as trainer_base
+    import finpercep_hf.trainers.generator_card as generator_card
 
     def no_hub_lookup(*args, **kwargs):
         raise AssertionError("a run that does not push must not look for a model card on the Hub")
 
-    monkeypatch.setattr(trainer_base, "load_or_create_model_card", no_hub_lookup)
+    monkeypatch.setattr(generator_card, "load_or_create_model_card", no_hub_lookup)
     torch.manual_seed(0)
     generator = SDUpscalerGenerator.from_pipeline(build_sd_upscaler_pipeline("tiny"))
     dataset = LRHRDataset(list(skimage_photos.values())[:2], resolution=32)
@@ -250,7 +249,7 @@ def test_full_unet_fine_tuning_checkpoints_and_saves_the_unet(make_rm, skimage_p
     assert not generator.has_lora and all(p.requires_grad for p in generator.unet.parameters())
     trainer.train()
     output_dir = tmp_path / "refl"
-    assert (output_dir / "checkpoint-1" / "model.safetensors").is_file()
+    assert (output_dir / "checkpoint-1" / "unet.safetensors").is_file()
     assert (output_dir / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert not (output_dir / "pytorch_lora_weights.safetensors").exists()
     assert any(not torch.equal(a, b) for a, b in zip(before, generator.unet.parameters()))

@@ -1,5 +1,8 @@
 """`accelerate launch --num_processes 2 --cpu training_scripts/train_refl.py`: train, checkpoint, resume, load LoRA."""
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -8,8 +11,10 @@ import torch
 from diffusers import StableDiffusionUpscalePipeline
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from transformers import HfArgumentParser
 
 from finpercep_hf.generators import save_tiny_sd_upscaler
+from finpercep_hf.scripting.generator_training import SKIMAGE_PHOTOS, GeneratorScriptArguments, build_lr_hr_datasets
 from rl_helpers import SCRIPTS, launch
 
 
@@ -51,7 +56,7 @@ def test_two_process_run_checkpoints_resumes_and_writes_loadable_lora(make_rm, t
 
     # Checkpoints: atomic (no .tmp left), pruned to the limit, with the trainer and curriculum state.
     assert sorted(p.name for p in output_dir.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-4"]
-    callback_state = torch.load(output_dir / "checkpoint-4" / "custom_checkpoint_0.pkl", weights_only=False)
+    callback_state = json.loads((output_dir / "checkpoint-4" / "callback_state.json").read_text())["CCLRewardCallback"]
     assert [(s["step"], s["stage"]) for s in callback_state["switches"]] == [(0, 0), (3, 1)]
 
     # Validation image logs: panels at every validation, PDM heatmaps once RM_1 (with a map) rewards.
@@ -81,52 +86,65 @@ def test_two_process_run_checkpoints_resumes_and_writes_loadable_lora(make_rm, t
     assert not torch.allclose(base, tuned)
 
 
-@pytest.mark.parametrize("flag", [["--dataset", "x", "--train_data_dir", "y"], ["--degradation", "sinc"]])
-def test_script_rejects_bad_data_flags(flag, tmp_path):
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import train_refl
-    finally:
-        sys.path.pop(0)
-    from transformers import HfArgumentParser
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        (["--dataset", "x", "--train_data_dir", "y"], "--train_data_dir or --dataset, not both"),
+        (["--degradation", "sinc"], "--degradation must be one of"),
+        (["--resolution", "30"], "--resolution must be a positive multiple of 4"),
+    ],
+)
+def test_script_arguments_reject_bad_data_flags(flag, message):
+    parser = HfArgumentParser(GeneratorScriptArguments)
+    with pytest.raises(ValueError, match=message):
+        parser.parse_args_into_dataclasses(["--pretrained_model_name_or_path", "p", "--reward_schedule", "0:r", *flag])
 
-    parser = HfArgumentParser(train_refl.ScriptArguments)
-    (script_args,) = parser.parse_args_into_dataclasses(
-        ["--pretrained_model_name_or_path", "p", "--reward_schedule", "0:r", *flag]
-    )
-    with pytest.raises(ValueError, match="--train_data_dir or --dataset|--degradation"):
-        train_refl.build_datasets(script_args)
+
+@pytest.mark.parametrize(
+    "script, flags, message",
+    [
+        ("train_refl.py", ["--reward_schedule", "zero:rm"], "bad schedule entry 'zero:rm'"),
+        ("train_refl.py", ["--reward_schedule", "0:rm", "--mixed_precision", "fp8"], "mixed_precision must be"),
+        ("train_grpo.py", ["--reward_schedule", "0:rm", "--dataset", "a", "--train_data_dir", "b"], "not both"),
+        ("train_dpo.py", ["--reward_schedule", "0:rm", "--dataset", "/nonexistent-fgr", "--preference_source",
+                          "offline"], "/nonexistent-fgr"),
+    ],
+)  # fmt: skip
+def test_scripts_answer_bad_values_with_one_line_and_exit_2(script, flags, message, tmp_path):
+    """A bad value is one ``error:`` line on stderr and exit code 2, before any model loads (the generator path
+    does not exist: loading it would fail differently)."""
+    command = [sys.executable, str(SCRIPTS / script), "--pretrained_model_name_or_path", str(tmp_path / "no"), *flags]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr
 
 
 def test_script_data_sources_dataset_and_skimage_fallback(skimage_photos, tmp_path):
     from datasets import Dataset, Features, Image, Value
 
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import train_refl
-    finally:
-        sys.path.pop(0)
     features = Features({"image_gt": Image(), "name": Value("string")})
     table = Dataset.from_dict(
         {"image_gt": list(skimage_photos.values()), "name": list(skimage_photos)}, features=features
     )
     table.save_to_disk(tmp_path / "fgr")
     base = ["--pretrained_model_name_or_path", "p", "--reward_schedule", "0:r", "--resolution", "64"]
-    parser = train_refl.HfArgumentParser(train_refl.ScriptArguments)
+    parser = HfArgumentParser(GeneratorScriptArguments)
     (script_args,) = parser.parse_args_into_dataclasses([*base, "--dataset", str(tmp_path / "fgr")])
-    train, evaluation = train_refl.build_datasets(script_args)
+    train, evaluation = build_lr_hr_datasets(script_args)
     assert len(train) == len(evaluation) == 4 and train.random_crop and not evaluation.random_crop
     assert evaluation[0]["image_gt"].shape == (3, 64, 64) and evaluation[0]["image_lr"].shape == (3, 16, 16)
     (script_args,) = parser.parse_args_into_dataclasses(
-        [*base, "--dataset", str(tmp_path / "fgr"), "--image_column", "image_hr"]
+        [*base, "--dataset", str(tmp_path / "fgr"), "--image_column", "image_hq"]
     )
-    with pytest.raises(ValueError, match="no column 'image_hr'"):
-        train_refl.build_datasets(script_args)
+    with pytest.raises(ValueError, match="no column 'image_hq'"):
+        build_lr_hr_datasets(script_args)
     (script_args,) = parser.parse_args_into_dataclasses(base)
-    train, bicubic = train_refl.build_datasets(script_args)
-    assert len(train) == len(train_refl.SKIMAGE_PHOTOS)
+    train, bicubic = build_lr_hr_datasets(script_args)
+    assert len(train) == len(SKIMAGE_PHOTOS)
     (script_args,) = parser.parse_args_into_dataclasses([*base, "--degradation", "realesrgan"])
-    _, degraded = train_refl.build_datasets(script_args)
+    _, degraded = build_lr_hr_datasets(script_args)
     torch.testing.assert_close(degraded[0]["image_gt"], bicubic[0]["image_gt"])
     assert degraded[0]["image_lr"].shape == (3, 16, 16)
     assert not torch.allclose(degraded[0]["image_lr"], bicubic[0]["image_lr"])

@@ -29,8 +29,9 @@ def with_known_outputs(rm, base_score, pdm):
 
 
 def test_finpercep_and_base_iqa_rewards_are_the_rm_scores(make_rm, images):
-    rm1 = make_rm(stage=1)
+    rm1 = make_rm(stage=1, perturb_head=True)
     output = rm1(images)
+    assert (output.global_score - output.base_score).abs().min() > 1e-3  # a swap of the two would fail below
     torch.testing.assert_close(FinPercepReward(rm1)(images), output.global_score)
     torch.testing.assert_close(BaseIQAReward(rm1)(images), output.base_score)
     rm0 = make_rm(stage=0)

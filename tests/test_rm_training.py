@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -205,15 +206,15 @@ def test_train_script_two_processes(tiny_fgr_dir, tmp_path):
         sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
         str(REPO / "training_scripts" / "train_reward_model.py"), "--tiny_clip", "--dataset", str(tiny_fgr_dir),
         "--stages", "0,1,2", "--stage_steps", "0,2,2", "--lora_ranks", "2", "--output_dir", str(tmp_path),
-        "--train_batch_size", "2", "--crop_size", "48", "--checkpointing_steps", "2", "--decoder_channels", "16",
+        "--per_device_train_batch_size", "2", "--crop_size", "48", "--save_steps", "2", "--decoder_channels", "16",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     for stage in range(3):
         assert (tmp_path / f"finpercep-rm-stage{stage}" / "model.safetensors").is_file()
     assert (tmp_path / "checkpoint-4" / "trainer_state.json").is_file()
-    state = (tmp_path / "checkpoint-4" / "trainer_state.json").read_text()
-    assert "RewardModelGrowthCallback" in state
+    callback_state = json.loads((tmp_path / "checkpoint-4" / "callback_state.json").read_text())
+    assert {0, 1} <= set(callback_state["RewardModelGrowthCallback"]["exported_stages"])
     # resume from 'latest' with a longer schedule continues at step 4 and writes nothing twice
     command[command.index("0,2,2")] = "0,2,4"
     result = subprocess.run(command + ["--resume_from_checkpoint", "latest"], capture_output=True, text=True,

@@ -6,6 +6,7 @@ into ``finpercep_hf/cards/`` in a wheel; `card_template_path` finds either.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
@@ -81,10 +82,15 @@ def save_reward_model(
 def push_reward_model_to_hub(
     model: FinPercepRewardModel, repo_id: str, image_processor: FinPercepImageProcessor | None = None, **card_kwargs
 ) -> str:
-    """Push model, image processor and rendered card to ``repo_id``; returns the repo URL."""
-    url = model.push_to_hub(repo_id)
-    (image_processor or FinPercepImageProcessor()).push_to_hub(repo_id)
-    render_model_card(model, repo_id=repo_id, **card_kwargs).push_to_hub(repo_id)
+    """Push model, image processor and rendered card to ``repo_id`` in one commit (what `save_reward_model` writes,
+    uploaded with `HfApi.upload_folder`); returns the repo URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    url = api.create_repo(repo_id, exist_ok=True)
+    with tempfile.TemporaryDirectory() as folder:
+        save_reward_model(model, folder, image_processor, repo_id=repo_id, **card_kwargs)
+        api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message="Upload FinPercep-RM")
     return str(url)
 
 

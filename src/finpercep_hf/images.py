@@ -7,6 +7,7 @@ image* is mode RGB unless said otherwise (masks are mode L, ``pdm_target`` is mo
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,9 @@ def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Read an image file fully and return it as RGB; raise `FinPercepImageError` naming the file otherwise.
 
-    Empty, truncated and unreadable files are errors (PIL's lazy loading would otherwise fail later, elsewhere).
+    Empty, truncated and unreadable files are errors (PIL's lazy loading would otherwise fail later, elsewhere), and
+    so is a file whose header claims more pixels than PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``),
+    before anything is decoded.
     """
     path = Path(path)
     if not path.is_file():
@@ -56,9 +59,13 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     previous = ImageFile.LOAD_TRUNCATED_IMAGES
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
-        with Image.open(path) as image:
-            image.load()
-            return to_rgb(image, name=str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                return to_rgb(image, name=str(path))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise FinPercepImageError(f"{path}: refused as a possible decompression bomb ({error}).") from error
     except UnidentifiedImageError as error:
         raise FinPercepImageError(f"{path}: not a readable image ({error}).") from error
     except (OSError, SyntaxError, ValueError) as error:

@@ -2,8 +2,10 @@
 
 At each stage of the `CCLSchedule` it activates the stage's parameters (see `curriculum.growth`), drops the
 gradients of inactive ones before every optimizer step, and, when a stage ends, writes the merged plain checkpoint
-``<output_dir>/finpercep-rm-stage{k}`` (model, image processor, model card with the stage's eval metrics). RM_0 is
-written when training starts. Its state (the stages already written) survives ``resume_from_checkpoint``.
+``<output_dir>/finpercep-rm-stage{k}`` (model, image processor, model card with the stage's eval metrics), atomically:
+into ``finpercep-rm-stage{k}.tmp``, renamed when complete. RM_0 is written when training starts. Its state (the
+stages already written) is JSON (``state_dict`` / ``load_state_dict``, stored in the checkpoint's
+``callback_state.json`` like every stateful callback) and survives ``resume_from_checkpoint``.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import logging
 from pathlib import Path
 
 from transformers import TrainerCallback
-from transformers.trainer_callback import ExportableState
 
 from ..cards import save_reward_model
+from ..checkpointing import prepare_partial, publish_directory
 from .growth import CCL_MODES, active_parameter_names, drop_inactive_gradients, export_stage_model
 from .schedule import CCLSchedule
 
@@ -25,7 +27,7 @@ def stage_dir_name(stage: int) -> str:
     return f"finpercep-rm-stage{stage}"
 
 
-class RewardModelGrowthCallback(TrainerCallback, ExportableState):
+class RewardModelGrowthCallback(TrainerCallback):
     """Grows the reward model at the ``schedule``'s stage boundaries and writes a checkpoint per stage.
 
     Args:
@@ -57,25 +59,15 @@ class RewardModelGrowthCallback(TrainerCallback, ExportableState):
         self._active: set[str] = set()
         self._pending_export: int | None = None
 
-    def state(self) -> dict:
-        return {
-            "args": {
-                "schedule": self.schedule.to_dict(),
-                "ccl": self.ccl,
-                "export_stage0": self.export_stage0,
-                "evaluate_at_stage_end": self.evaluate_at_stage_end,
-                "training_data": self.training_data,
-            },
-            "attributes": {"exported_stages": list(self.exported_stages)},
-        }
+    def state_dict(self) -> dict:
+        """JSON state: the schedule and mode (checked on resume) and the stages already written."""
+        return {"schedule": self.schedule.to_dict(), "ccl": self.ccl, "exported_stages": list(self.exported_stages)}
 
-    def _restore(self, state) -> None:
-        """On resume, take the stages already written from the checkpoint's saved callback state."""
-        stored = (state.stateful_callbacks or {}).get(type(self).__name__)
-        if isinstance(stored, list):
-            stored = stored[0] if stored else None
-        if isinstance(stored, dict) and not self.exported_stages:
-            self.exported_stages = list(stored.get("attributes", {}).get("exported_stages", []))
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the stages already written (a resumed run may extend the schedule; those stages stay written)."""
+        if state["ccl"] != self.ccl:
+            raise ValueError(f"the checkpoint was trained with ccl={state['ccl']!r}, this run has ccl={self.ccl!r}.")
+        self.exported_stages = list(state["exported_stages"])
 
     def _activate(self, model, step: int) -> None:
         stage = self.schedule.stage_at(step).stage
@@ -91,13 +83,13 @@ class RewardModelGrowthCallback(TrainerCallback, ExportableState):
             path = Path(args.output_dir) / stage_dir_name(stage)
             plain = export_stage_model(model, stage, self.ccl)
             card_metrics = {k.removeprefix("eval_"): v for k, v in (metrics or {}).items() if isinstance(v, float)}
-            save_reward_model(plain, path, metrics=card_metrics, training_data=self.training_data)
+            partial = prepare_partial(path)
+            save_reward_model(plain, partial, metrics=card_metrics, training_data=self.training_data)
+            publish_directory(partial, path)
             logger.info("wrote %s", path)
         self.exported_stages.append(stage)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if state.global_step > 0:
-            self._restore(state)
         self._activate(model, state.global_step)
         if self.export_stage0 and state.global_step == 0:
             self._export(args, state, model, 0)

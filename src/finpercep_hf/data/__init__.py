@@ -11,9 +11,12 @@ from .fgr import (
     build_fgr,
     push_fgr_to_hub,
 )
+from .lr_hr import LRHRDataset, PreferencePairDataset
 from .masks import MASK_TYPES, SemanticMasker, random_mask, region_swap
 from .pdm_targets import PDMTargetBuilder
+from .samplers import EpochShuffleSampler, SeededDataset
 from .sr_pool import AdapterSR, ClassicalUpsampler, DiffusersSR, SRModel, SRPool, load_sr_model
+from .triplet_collator import IMAGE_COLUMNS, FinPercepTripletCollator
 
 __all__ = [
     "ARTIFACT_KINDS",
@@ -22,15 +25,21 @@ __all__ = [
     "ClassicalUpsampler",
     "DegradationConfig",
     "DiffusersSR",
+    "EpochShuffleSampler",
     "FGRBuildConfig",
     "FGRBuilder",
     "FGRSynthesizer",
     "FGR_FEATURES",
+    "FinPercepTripletCollator",
+    "IMAGE_COLUMNS",
+    "LRHRDataset",
     "MASK_TYPES",
     "PDMTargetBuilder",
+    "PreferencePairDataset",
     "SKIMAGE_PHOTOS",
     "SRModel",
     "SRPool",
+    "SeededDataset",
     "SemanticMasker",
     "build_fgr",
     "degrade",

@@ -2,7 +2,7 @@
 
 Modules: `rm_metrics` (ordering accuracy, PDM L1/AUROC/IoU, score drift; shared with the RM trainer),
 `reward_model_eval` (those metrics over an FGR split), `metrics` (registry of PSNR, SSIM, pyiqa metrics and the
-FinPercep-RM score), `suite` (SR/HR pairing and per-image scoring), `generate` (run an SR generator first),
+FinPercep-RM score), `suite` (SR/GT pairing and per-image scoring), `generate` (run an SR generator first),
 `table` (paper-layout CSV + Markdown), `artifacts` and `probe` (the reward-hacking probe). Only the light modules
 are imported here; import `probe`, `suite`, `generate` and `reward_model_eval` from their modules.
 """

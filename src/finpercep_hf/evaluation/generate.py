@@ -1,11 +1,15 @@
 """Running an SR generator over a directory of LR images before evaluation (``finpercep evaluate --generator``).
 
-`load_generator` accepts what the generator trainers write and what diffusers publishes:
+`load_generator` accepts what the generator trainers write and what diffusers, spandrel and users publish:
 
-* a training run directory with LoRA weights (``pytorch_lora_weights.safetensors``): the base pipeline comes from
-  ``base_model`` or, when that is None, from the ``base_model`` field of the run's model card (README.md);
-* a training run directory with a full UNet (``unet/``, trained without LoRA): the same, with that UNet swapped in;
-* a `StableDiffusionUpscalePipeline` checkpoint (local directory or Hub id).
+* a training run directory with LoRA weights (``pytorch_lora_weights.safetensors``): the base generator comes from
+  ``base_model`` or, when that is None, from the ``base_model`` field of the run's model card (README.md); the LoRA
+  is added to it from the file;
+* a training run directory with a full UNet (``unet/``) or ControlNet (``controlnet/``), trained without LoRA: the
+  same, with that model swapped in;
+* anything `finpercep_hf.generators.load_generator` loads: a pipeline checkpoint of any family (SD-x4 upscaler,
+  ControlNet SR, one-step SR; local directory or Hub id), a feed-forward SR weights file or a run directory with
+  ``model.safetensors``, ``module.py:Name``.
 """
 
 from __future__ import annotations
@@ -35,24 +39,23 @@ def _run_base_model(run_dir: Path, base_model: str | None) -> str:
 
 
 def load_generator(path: str | os.PathLike, base_model: str | None = None, num_inference_steps: int | None = None):
-    """Load an SR generator ([`SDUpscalerGenerator`]) from a training run or a pipeline (see the module docstring)."""
-    from diffusers import StableDiffusionUpscalePipeline, UNet2DConditionModel
+    """Load an SR generator from a training run or a checkpoint of any family (see the module docstring)."""
+    from ..generators import LORA_WEIGHT_NAME
+    from ..generators.loading import load_generator_with_options
 
-    from ..generators import LORA_WEIGHT_NAME, SDUpscalerGenerator
-
-    options = {} if num_inference_steps is None else {"num_inference_steps": num_inference_steps}
-    path = Path(path)
-    has_lora, has_unet = (path / LORA_WEIGHT_NAME).is_file(), (path / "unet").is_dir()
-    if not (has_lora or has_unet) or (path / "model_index.json").is_file():
-        return SDUpscalerGenerator.from_pretrained(str(path), **options)
-    pipeline = StableDiffusionUpscalePipeline.from_pretrained(
-        _run_base_model(path, base_model), safety_checker=None, watermarker=None
+    run = Path(path)
+    trained_parts = [name for name in ("unet", "controlnet") if (run / name).is_dir()]
+    if not ((run / LORA_WEIGHT_NAME).is_file() or trained_parts) or (run / "model_index.json").is_file():
+        return load_generator_with_options(str(path), num_inference_steps=num_inference_steps)
+    options = {"trainable": "controlnet"} if trained_parts == ["controlnet"] else {}
+    generator = load_generator_with_options(
+        _run_base_model(run, base_model), num_inference_steps=num_inference_steps, **options
     )
-    if has_lora:
-        pipeline.load_lora_weights(str(path), weight_name=LORA_WEIGHT_NAME)
+    if trained_parts:
+        generator.trainable_model = type(generator.trained_model).from_pretrained(run / trained_parts[0])
     else:
-        pipeline.unet = UNet2DConditionModel.from_pretrained(path / "unet")
-    return SDUpscalerGenerator.from_pipeline(pipeline, **options)
+        generator.load_lora_weights(run)
+    return generator
 
 
 def generate_sr_directory(

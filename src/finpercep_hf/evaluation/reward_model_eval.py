@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..trainers.rm_collator import FinPercepTripletCollator
+from ..data.triplet_collator import FinPercepTripletCollator
 from .rm_metrics import RMMetricsAccumulator
 
 

@@ -19,6 +19,7 @@ Low level (Diffusion-DPO and GRPO build their losses from these):
 * ``add_lora(rank, ...)``, ``reference_policy()`` (a context in which adapters are disabled: the frozen reference
   policy pi_ref of DPO/GRPO is the same network without its LoRA), ``trainable_parameters()``,
   ``save_lora_weights(dir)`` / ``load_lora_weights(dir)`` in diffusers' format.
+* ``save_trained_model(dir)``: a fully fine-tuned ``trainable_model`` in its own format (``use_lora=False``).
 * ``trainable_model``: the ``nn.Module`` that holds the trainable parameters; the trainer replaces it by its
   ``accelerator.prepare``-d wrapper (DDP), so ``denoise`` must call ``self.trainable_model``.
 
@@ -29,6 +30,12 @@ once in ``encode_condition``; ``denoise`` runs ControlNet + UNet; ``trainable_mo
 ControlNet. DiT4SR: a ``SD3Transformer2DModel``-style DiT with LR tokens; ``denoise`` returns the flow velocity and
 ``prediction_type = "flow"``, ``predict_x0`` is ``x_t - sigma * v``; the VAE has 8x downsampling, so
 ``encode_condition`` also upsamples the LR image. [`SDUpscalerGenerator`] is the reference implementation.
+
+Families in this package: [`SDUpscalerGenerator`] (SD-x4 upscaler), [`ControlNetSRGenerator`] (SeeSR / DiffBIR:
+SD2 UNet + ControlNet on the upsampled LR image, tags or restoration output in ``SRCondition.extra``),
+[`OneStepSRGenerator`] (OSEDiff: one UNet call from the LR latent) and [`FeedForwardSRGenerator`] (Real-ESRGAN,
+SwinIR, HAT, ... through spandrel); the last two are also [`DirectSRGenerator`]s. `loading.load_generator` picks
+the family of a checkpoint.
 """
 
 from __future__ import annotations
@@ -52,7 +59,8 @@ class SRCondition:
             noise of the SD-x4 upscaler.
         encoder_hidden_states: (B, L, D) prompt embeddings (the same prompt for every image).
         class_labels: (B,) long, e.g. the SD-x4 upscaler's noise level; ``None`` if unused.
-        extra: anything else a generator needs (ControlNet images, tag embeddings, ...).
+        extra: anything else a generator needs (ControlNet images, tag embeddings, ...); tensors in it are
+            per-item, (B, ...), and `repeat` repeats them with the rest.
     """
 
     image_lr: torch.Tensor
@@ -70,7 +78,10 @@ class SRCondition:
             image_lr=self.image_lr.repeat_interleave(times, dim=0),
             encoder_hidden_states=self.encoder_hidden_states.repeat_interleave(times, dim=0),
             class_labels=None if self.class_labels is None else self.class_labels.repeat_interleave(times, dim=0),
-            extra=dict(self.extra),
+            extra={
+                key: value.repeat_interleave(times, dim=0) if isinstance(value, torch.Tensor) else value
+                for key, value in self.extra.items()
+            },
         )
 
 
@@ -150,7 +161,22 @@ class SRGenerator(Protocol):
 
     def load_lora_weights(self, directory: str | Path) -> None: ...
 
+    def save_trained_model(self, save_directory: str | Path) -> Path: ...
+
     def enable_gradient_checkpointing(self) -> None: ...
 
 
-__all__ = ["SRCondition", "SRGenerator", "SRSample"]
+@runtime_checkable
+class DirectSRGenerator(Protocol):
+    """A generator whose SR image is one differentiable call of the LR image: one-step diffusion SR (OSEDiff) and
+    feed-forward SR networks. REFL trains it by the direct reward gradient through the whole generator, plus the
+    generator's own fidelity terms (see `fidelity.FidelityConfig`), instead of a denoising rollout."""
+
+    def generate_with_grad(self, image_lr: torch.Tensor) -> torch.Tensor: ...
+
+    def fidelity_loss(
+        self, image_sr: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+
+__all__ = ["DirectSRGenerator", "SRCondition", "SRGenerator", "SRSample"]

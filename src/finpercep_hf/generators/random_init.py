@@ -18,7 +18,7 @@ from diffusers import (
     StableDiffusionUpscalePipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from ..tiny_clip import build_byte_level_clip_tokenizer
 
@@ -51,6 +51,27 @@ VAE_CONFIGS = {
 }
 
 
+def build_text_encoder(width: int) -> tuple[CLIPTokenizer, CLIPTextModel]:
+    """A byte-level CLIP tokenizer and a random one-layer `CLIPTextModel` of hidden size ``width`` (prompts are
+    encoded once, so only the width of the embeddings matters)."""
+    tokenizer = build_byte_level_clip_tokenizer()
+    tokenizer.model_max_length = 77
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=width,
+            intermediate_size=2 * width,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
+    return tokenizer, text_encoder.eval()
+
+
 def build_sd_upscaler_pipeline(size: str = "tiny", seed: int = 0) -> StableDiffusionUpscalePipeline:
     """A random `StableDiffusionUpscalePipeline` of the given ``size`` ("tiny" for tests, "x4" for benchmarks)."""
     if size not in SIZES:
@@ -68,22 +89,7 @@ def build_sd_upscaler_pipeline(size: str = "tiny", seed: int = 0) -> StableDiffu
         scaling_factor=0.08333,
         **VAE_CONFIGS[size],
     )
-    tokenizer = build_byte_level_clip_tokenizer()
-    tokenizer.model_max_length = 77
-    width = unet_config["cross_attention_dim"]
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=width,
-            intermediate_size=2 * width,
-            num_hidden_layers=1,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        )
-    )
+    tokenizer, text_encoder = build_text_encoder(unet_config["cross_attention_dim"])
     scheduler = DDIMScheduler(
         beta_schedule="scaled_linear",
         beta_start=0.0001,
@@ -96,7 +102,7 @@ def build_sd_upscaler_pipeline(size: str = "tiny", seed: int = 0) -> StableDiffu
     low_res_scheduler = DDPMScheduler(beta_schedule="linear", beta_start=0.0001, beta_end=0.02)
     return StableDiffusionUpscalePipeline(
         vae=vae,
-        text_encoder=text_encoder.eval(),
+        text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
         low_res_scheduler=low_res_scheduler,
@@ -112,4 +118,4 @@ def save_tiny_sd_upscaler(save_directory: str | Path, seed: int = 0) -> Path:
     return save_directory
 
 
-__all__ = ["SIZES", "build_sd_upscaler_pipeline", "save_tiny_sd_upscaler"]
+__all__ = ["SIZES", "build_sd_upscaler_pipeline", "build_text_encoder", "save_tiny_sd_upscaler"]

@@ -15,25 +15,14 @@ classifier-free guidance: REFL, Diffusion-DPO and GRPO train the conditional mod
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionUpscalePipeline, UNet2DConditionModel
-from diffusers.utils import convert_state_dict_to_diffusers, convert_unet_state_dict_to_peft
-from peft import LoraConfig
-from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
-from torch import nn
 
-from .base import SRCondition, SRSample
-
-LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+from .base import SRCondition
+from .latent_diffusion import LatentDiffusionSRGenerator
 
 
-class SDUpscalerGenerator:
+class SDUpscalerGenerator(LatentDiffusionSRGenerator):
     """SD-x4-upscaler components driven step by step, with LoRA through PEFT (`unet.add_adapter`).
 
     Args:
@@ -56,6 +45,8 @@ class SDUpscalerGenerator:
     ```
     """
 
+    lora_pipeline_class = StableDiffusionUpscalePipeline
+
     def __init__(
         self,
         vae: AutoencoderKL,
@@ -75,17 +66,10 @@ class SDUpscalerGenerator:
             )
         if not 0 <= noise_level <= max_noise_level:
             raise ValueError(f"noise_level must be in [0, {max_noise_level}], got {noise_level}.")
-        self.prediction_type = scheduler.config.prediction_type
-        if self.prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"scheduler.prediction_type must be in {PREDICTION_TYPES}, got {self.prediction_type}.")
-        self.vae = vae.requires_grad_(False).eval()
-        self.trainable_model = unet
+        super().__init__(vae, unet, scheduler, prompt_embeds, num_inference_steps)
         self.unet_config = unet.config
-        self.scheduler = scheduler
         self.low_res_scheduler = low_res_scheduler
-        self.prompt_embeds = prompt_embeds
         self.noise_level = noise_level
-        self.num_inference_steps = num_inference_steps
         self.scale = 2 ** (len(vae.config.block_out_channels) - 1)
 
     # Construction
@@ -118,33 +102,7 @@ class SDUpscalerGenerator:
     @property
     def unet(self) -> UNet2DConditionModel:
         """The bare UNet (unwrapped from DDP/compile wrappers the trainer may have put around it)."""
-        model = self.trainable_model
-        while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-            model = getattr(model, "module", None) or model._orig_mod
-        return model
-
-    @property
-    def device(self) -> torch.device:
-        return self.prompt_embeds.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype of the frozen weights (the VAE); LoRA weights stay float32."""
-        return self.vae.dtype
-
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> SDUpscalerGenerator:
-        """Move the frozen parts to ``device``/``dtype``; trainable parameters are kept in float32."""
-        self.vae.to(device, dtype=dtype)
-        self.unet.to(device, dtype=dtype)
-        self.prompt_embeds = self.prompt_embeds.to(device, dtype=dtype)
-        for parameter in self.trainable_parameters():
-            parameter.data = parameter.data.float()
-        return self
-
-    def enable_gradient_checkpointing(self) -> None:
-        """Recompute UNet and VAE-decoder activations in backward (needed for the 24 GB memory target)."""
-        self.unet.enable_gradient_checkpointing()
-        self.vae.enable_gradient_checkpointing()
+        return self.trained_model
 
     # Conditioning and sampling
 
@@ -169,12 +127,10 @@ class SDUpscalerGenerator:
             class_labels=noise_level,
         )
 
-    def prepare_latents(self, condition: SRCondition, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Initial noise x_T: (B, latent_channels, h, w), scaled by the scheduler's ``init_noise_sigma``."""
+    def latent_shape(self, condition: SRCondition) -> tuple[int, ...]:
+        """x_T has the LR image's size: (B, latent_channels, h, w)."""
         batch, _, height, width = condition.image_lr.shape
-        shape = (batch, self.vae.config.latent_channels, height, width)
-        latents = torch.randn(shape, generator=generator, device=generator.device if generator else self.device)
-        return latents.to(self.device, self.dtype) * self.scheduler.init_noise_sigma
+        return (batch, self.vae.config.latent_channels, height, width)
 
     def denoise(self, latents: torch.Tensor, timestep: torch.Tensor, condition: SRCondition) -> torch.Tensor:
         """One UNet call: latents (B, C, h, w) at ``timestep`` -> model output (eps, v or x0: ``prediction_type``).
@@ -191,148 +147,5 @@ class SDUpscalerGenerator:
             return_dict=False,
         )[0]
 
-    def _alphas(self, timestep: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        alphas_cumprod = self.scheduler.alphas_cumprod.to(like.device)
-        alpha = alphas_cumprod[torch.as_tensor(timestep, device=like.device).long()].float()
-        alpha = alpha.reshape(-1, *([1] * (like.ndim - 1)))
-        return alpha.sqrt(), (1 - alpha).sqrt()
 
-    def predict_x0(self, model_output: torch.Tensor, timestep: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        """x0 implied by a model output at ``timestep`` (closed form from ``alphas_cumprod``; no scheduler state)."""
-        sqrt_alpha, sqrt_one_minus_alpha = self._alphas(timestep, latents)
-        if self.prediction_type == "epsilon":
-            x0 = (latents.float() - sqrt_one_minus_alpha * model_output.float()) / sqrt_alpha
-        elif self.prediction_type == "v_prediction":
-            x0 = sqrt_alpha * latents.float() - sqrt_one_minus_alpha * model_output.float()
-        else:
-            x0 = model_output.float()
-        return x0.to(model_output.dtype)
-
-    def predict_x0_with_grad(
-        self, latents: torch.Tensor, timestep: torch.Tensor, condition: SRCondition
-    ) -> torch.Tensor:
-        """One UNet call with grad at ``timestep`` and its x0 estimate (B, C, h, w): REFL's differentiable step."""
-        with torch.enable_grad():
-            return self.predict_x0(self.denoise(latents, timestep, condition), timestep, latents)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        image_lr: torch.Tensor,
-        num_inference_steps: int | None = None,
-        generator: torch.Generator | None = None,
-        return_trajectory: bool = False,
-    ) -> SRSample:
-        """Sample SR images (B, 3, scale*h, scale*w) in [0, 1] from LR images (B, 3, h, w) in [0, 1], no grad."""
-        condition = self.encode_condition(image_lr, generator=generator)
-        latents = self.prepare_latents(condition, generator=generator)
-        self.scheduler.set_timesteps(num_inference_steps or self.num_inference_steps, device=self.device)
-        trajectory = [latents] if return_trajectory else None
-        for timestep in self.scheduler.timesteps:
-            model_output = self.denoise(latents, timestep, condition)
-            latents = self.scheduler.step(model_output, timestep, latents, generator=generator).prev_sample
-            if trajectory is not None:
-                trajectory.append(latents)
-        return SRSample(
-            images=self.decode(latents),
-            latents=latents,
-            timesteps=self.scheduler.timesteps.clone(),
-            condition=condition,
-            trajectory=trajectory,
-        )
-
-    # VAE and denoising-loss helpers
-
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """HR images (B, 3, H, W) in [0, 1] -> scaled latents (B, C, H/scale, W/scale) (posterior mean)."""
-        posterior = self.vae.encode(images.to(self.device, self.dtype) * 2 - 1).latent_dist
-        return posterior.mean * self.vae.config.scaling_factor
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Scaled latents (B, C, h, w) -> pixels (B, 3, scale*h, scale*w) float in [0, 1]; differentiable."""
-        images = self.vae.decode(latents.to(self.dtype) / self.vae.config.scaling_factor, return_dict=False)[0]
-        return (images.float() / 2 + 0.5).clamp(0, 1)
-
-    def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """Forward process q(x_t | x_0) of the training scheduler."""
-        return self.scheduler.add_noise(latents, noise, timesteps)
-
-    def training_target(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """What ``denoise`` should output for x_t = add_noise(latents, noise, t): eps, v or x0."""
-        if self.prediction_type == "epsilon":
-            return noise
-        if self.prediction_type == "v_prediction":
-            return self.scheduler.get_velocity(latents, noise, timesteps)
-        return latents
-
-    # LoRA
-
-    def add_lora(
-        self,
-        rank: int,
-        alpha: float | None = None,
-        target_modules: list[str] | None = None,
-        adapter_name: str = "default",
-    ) -> None:
-        """Add a LoRA adapter (PEFT) to the UNet's attention projections and freeze everything else."""
-        if rank < 1:
-            raise ValueError(f"rank must be >= 1, got {rank}.")
-        self.unet.requires_grad_(False)
-        config = LoraConfig(
-            r=rank,
-            lora_alpha=alpha if alpha is not None else rank,
-            init_lora_weights="gaussian",
-            target_modules=list(target_modules or DEFAULT_LORA_TARGETS),
-        )
-        self.unet.add_adapter(config, adapter_name=adapter_name)
-        for parameter in self.trainable_parameters():
-            parameter.data = parameter.data.float()
-
-    @property
-    def has_lora(self) -> bool:
-        return bool(getattr(self.unet, "_hf_peft_config_loaded", False))
-
-    @contextmanager
-    def reference_policy(self):
-        """Within this context the UNet runs without its adapters: the frozen reference policy pi_ref."""
-        if not self.has_lora:
-            raise ValueError(
-                "reference_policy needs LoRA adapters (call add_lora first): without them the "
-                "trained UNet and the reference are the same weights."
-            )
-        self.unet.disable_adapters()
-        try:
-            yield
-        finally:
-            self.unet.enable_adapters()
-
-    def trainable_parameters(self) -> Iterator[nn.Parameter]:
-        return (parameter for parameter in self.unet.parameters() if parameter.requires_grad)
-
-    def lora_state_dict(self) -> dict[str, torch.Tensor]:
-        """The LoRA weights in diffusers' key format (``unet.``-prefixed, as `load_lora_weights` expects)."""
-        return convert_state_dict_to_diffusers(get_peft_model_state_dict(self.unet))
-
-    def save_lora_weights(self, save_directory: str | Path) -> Path:
-        """Write ``pytorch_lora_weights.safetensors``, loadable by `StableDiffusionUpscalePipeline.load_lora_weights`.
-
-        Returns the file's path.
-        """
-        if not self.has_lora:
-            raise ValueError("this generator has no LoRA adapter to save (call add_lora first).")
-        save_directory = Path(save_directory)
-        StableDiffusionUpscalePipeline.save_lora_weights(
-            save_directory, unet_lora_layers=self.lora_state_dict(), weight_name=LORA_WEIGHT_NAME
-        )
-        return save_directory / LORA_WEIGHT_NAME
-
-    def load_lora_weights(self, directory: str | Path) -> None:
-        """Load LoRA weights written by `save_lora_weights` into the existing adapter (same rank and targets)."""
-        state_dict, _ = StableDiffusionUpscalePipeline.lora_state_dict(str(directory), weight_name=LORA_WEIGHT_NAME)
-        unet_state = {key.removeprefix("unet."): value for key, value in state_dict.items() if key.startswith("unet.")}
-        result = set_peft_model_state_dict(self.unet, convert_unet_state_dict_to_peft(unet_state))
-        if getattr(result, "unexpected_keys", None):
-            raise ValueError(f"{directory}: LoRA keys do not match this UNet's adapter: {result.unexpected_keys[:3]}")
-
-
-__all__ = ["DEFAULT_LORA_TARGETS", "LORA_WEIGHT_NAME", "SDUpscalerGenerator"]
+__all__ = ["SDUpscalerGenerator"]

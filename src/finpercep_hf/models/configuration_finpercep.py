@@ -159,12 +159,22 @@ class FinPercepConfig(PretrainedConfig):
             )
         if self.score_head not in SCORE_HEADS:
             raise ValueError(f"score_head must be one of {SCORE_HEADS}, got {self.score_head!r}.")
-        if self.stage < 0:
-            raise ValueError(f"stage must be >= 0, got {self.stage}.")
-        if self.decoder_channels < 1 or self.score_head_hidden < 1:
-            raise ValueError("decoder_channels and score_head_hidden must be positive.")
+        for name in ("stage", "decoder_refine_blocks", "projection_dim", "decoder_channels", "score_head_hidden"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
+        for name in ("projection_dim", "decoder_channels", "score_head_hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.decoder_refine_blocks < 0:
             raise ValueError(f"decoder_refine_blocks must be >= 0, got {self.decoder_refine_blocks}.")
+        if not 0 <= self.stage <= self.decoder_refine_blocks + 1:
+            raise ValueError(
+                f"stage must be in [0, decoder_refine_blocks + 1 = {self.decoder_refine_blocks + 1}] (stage k >= 2 "
+                f"has k - 1 decoder refinement blocks), got {self.stage}."
+            )
+        if not (isinstance(self.initializer_range, (int, float)) and 0 < self.initializer_range < float("inf")):
+            raise ValueError(f"initializer_range must be a finite number > 0, got {self.initializer_range!r}.")
         if len(self.decoupled_weights) != 2:
             raise ValueError(f"decoupled_weights must be [lambda_1, lambda_2], got {self.decoupled_weights}.")
         if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:

@@ -3,10 +3,15 @@
 Data flow of [`FinPercepRewardModel.forward`]:
 
 ```
-pixel_values (B,3,H,W) in [0,1] --pad to patch multiple--> CLIP-IQA encoder --> base_score (B,), {f_1..f_4}
-{f_i} --DPT reassembly (x4, x2, x1, x1/2)--> top-down fusion --> refine blocks --> head --> pdm (B,1,H,W) in [0,1]
+pixel_values (B,3,H,W) in [0,1] --crop to patch multiple--> CLIP-IQA encoder --> base_score (B,), {f_1..f_4}
+{f_i} --DPT reassembly (x4, x2, x1, x1/2)--> top-down fusion --> refine blocks --> head --> map over the crop
+map over the crop --extend over the < patch edge rows/columns--> pdm (B,1,H,W) in [0,1]
 f_4 * interpolate(pdm) --LayerNorm, mean pool, MLP--> delta --> global_score = sigmoid(logit(base_score) + delta)
 ```
+
+The crop is what CLIP's stride-``patch`` patch convolution does anyway, so ``base_score`` is CLIP-IQA's at every size.
+The forward has no data-dependent branch: it compiles with ``torch.compile(fullgraph=True)`` and exports with
+``torch.export`` (static or dynamic H, W, batch); the pixel-range check runs in eager mode only.
 
 The decoder and score head exist from stage 1 on. Every block that a stage adds (score MLP's last layer, refine
 blocks' last conv) is zero-initialised, so growth is function-preserving.
@@ -31,6 +36,20 @@ LOGIT_EPS = 1e-6
 # Tolerance on the [0, 1] pixel range: generator outputs clamp to it; anything far outside is a caller's bug
 # (0-255 or [-1, 1] images).
 PIXEL_RANGE_TOLERANCE = 0.05
+
+
+def check_pixel_range(pixel_values: torch.Tensor) -> None:
+    """Raise a `ValueError` unless ``pixel_values`` is finite and within [0, 1] (up to `PIXEL_RANGE_TOLERANCE`).
+
+    A data-dependent check (it reads the values): the model runs it in eager mode only; compiled and exported
+    graphs skip it, and the image processor and pipeline validate their inputs themselves.
+    """
+    low, high = torch.aminmax(pixel_values.detach())
+    if not (low >= -PIXEL_RANGE_TOLERANCE and high <= 1 + PIXEL_RANGE_TOLERANCE):
+        raise ValueError(
+            f"pixel_values must be finite and in [0, 1], got min {low.item():.4g}, max {high.item():.4g} "
+            "(NaN/Inf input, or 0-255 / [-1, 1] images: convert with the FinPercep image processor)."
+        )
 
 
 class FinPercepCheckpointError(OSError):
@@ -172,7 +191,7 @@ class FinPercepScoreHead(nn.Module):
             lambda_1, lambda_2 = self.decoupled_weights
             return lambda_1 * base_score + lambda_2 * (1.0 - pdm.amax(dim=(1, 2, 3)))
         weights = F.interpolate(pdm, size=last_grid.shape[-2:], mode="bilinear", align_corners=False)
-        tokens = self.norm(last_grid.flatten(2).transpose(1, 2))  # (B, h*w, hidden)
+        tokens = self.norm(last_grid.permute(0, 2, 3, 1).flatten(1, 2))  # (B, h*w, hidden); a view if channels-last
         pooled = (tokens * weights.flatten(2).transpose(1, 2)).mean(dim=1)
         delta = self.mlp(pooled).squeeze(-1)
         if self.mode == "plain":
@@ -190,8 +209,27 @@ class FinPercepPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _no_split_modules = ["CLIPEncoderLayer"]
 
+    @torch.no_grad()
+    def initialize_weights(self) -> None:
+        """Initialise the weights not loaded from a checkpoint; each sub-model (the CLIP tower) by its own scheme.
+
+        transformers skips, for models defined outside the library, every module that has no parameters of its own
+        (CLIP's attention and MLP blocks), so their layers would get the generic ``initializer_range`` normal. The
+        tower's own `initialize_weights` runs first and gives them CLIP's scheme, as in ``__init__``; tensors that
+        were loaded are left alone (transformers marks them initialised).
+        """
+        for module in self.modules():
+            if module is not self and isinstance(module, PreTrainedModel):
+                module.initialize_weights()
+        super().initialize_weights()
+
+    def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
+        # `_init_weights` goes through `transformers.initialization` only, which skips loaded tensors: the check that
+        # transformers applies to custom code (skip modules whose own tensors are all loaded) is not needed here.
+        super()._initialize_weights(module, is_custom_code=False)
+
     def _init_weights(self, module: nn.Module) -> None:
-        """Initialise the decoder and head; the CLIP tower initialises itself and `from_clip` loads it."""
+        """Initialise the decoder, head, visual projection and prompt slots; the CLIP tower uses CLIP's scheme."""
         std = self.config.initializer_range
         if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             if getattr(module, "_finpercep_zero_init", False):
@@ -289,15 +327,21 @@ class FinPercepRewardModel(FinPercepPreTrainedModel):
                 raise
             raise checkpoint_error(str(pretrained_model_name_or_path), "FinPercep-RM checkpoint", error) from error
 
+    def get_input_embeddings(self) -> nn.Module:
+        """The vision tower's patch embedding (a ``Conv2d``: pixels -> patch tokens)."""
+        return self.encoder.vision_model.get_input_embeddings()
+
     def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
+        """Shape checks (static: kept in compiled graphs); the value check runs in eager mode only."""
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
             raise ValueError(f"pixel_values must be (B, 3, H, W), got shape {tuple(pixel_values.shape)}.")
-        low, high = torch.aminmax(pixel_values.detach())
-        if not (low >= -PIXEL_RANGE_TOLERANCE and high <= 1 + PIXEL_RANGE_TOLERANCE):
+        patch = self.encoder.patch_size
+        if pixel_values.shape[-2] < patch or pixel_values.shape[-1] < patch:
             raise ValueError(
-                f"pixel_values must be finite and in [0, 1], got min {low.item():.4g}, max {high.item():.4g} "
-                "(NaN/Inf input, or 0-255 / [-1, 1] images: convert with the FinPercep image processor)."
+                f"pixel_values must be at least {patch}x{patch} (the patch size), got {tuple(pixel_values.shape)}."
             )
+        if not torch.compiler.is_compiling():
+            check_pixel_range(pixel_values)
 
     def forward(
         self,
@@ -308,25 +352,28 @@ class FinPercepRewardModel(FinPercepPreTrainedModel):
         """Score images.
 
         Args:
-            pixel_values: (B, 3, H, W) float in [0, 1], any H, W (padded internally to the patch multiple).
+            pixel_values: (B, 3, H, W) float in [0, 1], H and W >= the patch size. The encoder sees the top-left
+                crop to the patch multiple (as CLIP's patch convolution); ``pdm`` covers all H x W pixels.
             output_feature_maps: also return the encoder grids ``{f_i}``.
+            return_dict: return a [`FinPercepOutput`] (default: ``config.return_dict``) or a tuple of its non-None
+                fields.
 
         Returns:
             [`FinPercepOutput`] with ``global_score`` (B,), ``base_score`` (B,), ``pdm`` (B, 1, H, W) or None.
         """
         self._check_pixel_values(pixel_values)
+        return_dict = self.config.return_dict if return_dict is None else return_dict
         height, width = pixel_values.shape[-2:]
         patch = self.encoder.patch_size
-        pad_h, pad_w = -height % patch, -width % patch
-        padded = F.pad(pixel_values, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else pixel_values
-        base_score, image_embeds, feature_maps = self.encoder(padded)
+        crop_h, crop_w = height // patch * patch, width // patch * patch
+        base_score, image_embeds, feature_maps = self.encoder(pixel_values)
 
         pdm = pdm_logits = None
         global_score = base_score
         if self.decoder is not None:
             logits = self.decoder(feature_maps)
-            logits = F.interpolate(logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
-            pdm_logits = logits[..., :height, :width]
+            logits = F.interpolate(logits, size=(crop_h, crop_w), mode="bilinear", align_corners=False)
+            pdm_logits = F.pad(logits, (0, width - crop_w, 0, height - crop_h), mode="replicate")
             pdm = torch.sigmoid(pdm_logits)
             global_score = self.score_head(feature_maps[-1], pdm, base_score)
 
@@ -338,7 +385,7 @@ class FinPercepRewardModel(FinPercepPreTrainedModel):
             image_embeds=image_embeds,
             feature_maps=feature_maps if output_feature_maps else None,
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()
 
 
 __all__ = [
@@ -348,4 +395,5 @@ __all__ = [
     "FinPercepPreTrainedModel",
     "FinPercepRewardModel",
     "FinPercepScoreHead",
+    "check_pixel_range",
 ]

@@ -7,7 +7,9 @@
 >>> pipe(["a.png", pil_image])
 [{"score": 0.71, "base_score": 0.69, "pdm": array(H, W) float32 in [0, 1]}, ...]
 ```
-Images are scored at their own resolution, one per forward (they may differ in size).
+Images are scored at their own resolution, one per forward (they may differ in size). ``model`` may also be a
+[`FinPercepRewardModel`] object or a directory without ``preprocessor_config.json`` (the default image processor is
+used). The image processor validates the pixels (finite, in [0, 1]), so a compiled model needs no check of its own.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ class FinPercepPipeline(Pipeline):
     """Scores images with a FinPercep reward model; see the module docstring."""
 
     _load_processor = False
-    _load_image_processor = True
+    # None: load a saved image processor when there is one, else (a model object, a plain `save_pretrained`
+    # directory) fall back to the default `FinPercepImageProcessor`, whose settings are all defaults.
+    _load_image_processor = None
     _load_feature_extractor = False
     _load_tokenizer = False
 

@@ -1,19 +1,21 @@
-from .base import GeneratorTrainer, GeneratorTrainerConfig, LRHRDataset
-from .dpo import DPOConfig, DPOTrainer
-from .grpo import GRPOConfig, GRPOTrainer
+from .base import GeneratorTrainer, GeneratorTrainerConfig
+from .dpo import DiffusionDPOConfig, DiffusionDPOTrainer
+from .grpo import DiffusionGRPOConfig, DiffusionGRPOTrainer
 from .monitor import MonitorResult, RewardHackingMonitor
 from .refl import REFLConfig, REFLTrainer
+from .reward_model import FinPercepTrainingArguments, RewardModelTrainer
 
 __all__ = [
-    "DPOConfig",
-    "DPOTrainer",
-    "GRPOConfig",
-    "GRPOTrainer",
+    "DiffusionDPOConfig",
+    "DiffusionDPOTrainer",
+    "DiffusionGRPOConfig",
+    "DiffusionGRPOTrainer",
+    "FinPercepTrainingArguments",
     "GeneratorTrainer",
     "GeneratorTrainerConfig",
-    "LRHRDataset",
     "MonitorResult",
     "REFLConfig",
     "REFLTrainer",
     "RewardHackingMonitor",
+    "RewardModelTrainer",
 ]

@@ -1,17 +1,23 @@
 """The Accelerate training loop shared by the generator RL trainers (REFL, Diffusion-DPO, GRPO).
 
-A trainer subclasses [`GeneratorTrainer`] and implements one method, ``compute_loss(batch) -> (loss, logs)``,
-on an [`SRGenerator`](../generators/base.py) and a [`RewardFunction`](../rewards.py). The loop does the rest:
+A trainer subclasses [`GeneratorTrainer`] and implements ``compute_loss(batch) -> (loss, logs)`` on an
+[`SRGenerator`](../generators/base.py) and a [`RewardFunction`](../rewards.py). The loop does the rest:
 
 * gradient accumulation and mixed precision (``accelerator.accumulate`` / ``accelerator.autocast``), LoRA weights
   kept in float32, gradient clipping, AdamW + a diffusers LR schedule;
-* atomic checkpoints: ``accelerator.save_state`` into ``checkpoint-N.tmp``, renamed to ``checkpoint-N`` once every
-  process is done, the oldest removed beyond ``checkpoints_total_limit``; ``resume_from_checkpoint="latest"``
-  restores weights (LoRA only, in diffusers format), optimizer, LR schedule, RNG states, the trainer state and the
-  state of every callback that has ``state_dict``/``load_state_dict`` (e.g. the CCL stage);
+* randomness from the trainer's own seeded ``torch.Generator`` (``self.rng``, one per process; noise, timesteps,
+  stop steps) and an epoch order that is a function of ``(seed, epoch)`` (`EpochShuffleSampler`), so a resumed run
+  ends with the same weights, bit for bit, as an uninterrupted one;
+* atomic checkpoints (see `checkpointing`): ``checkpoint-N.tmp`` renamed to ``checkpoint-N`` once complete, the
+  oldest removed beyond ``checkpoints_total_limit``; ``resume_from_checkpoint="latest"`` restores weights (LoRA only,
+  in diffusers format), optimizer, LR schedule, RNG states, the trainer state and the JSON state of every callback
+  that has ``state_dict``/``load_state_dict`` (e.g. the CCL stage). No file of a checkpoint needs unpickling;
 * tracker logging (``report_to``), validation images and the reward-hacking monitor every ``validation_steps``;
 * at the end: LoRA weights in ``output_dir`` (loadable by ``StableDiffusionUpscalePipeline.load_lora_weights``),
-  a model card (diffusers' ``load_or_create_model_card``) and, optionally, ``push_to_hub``.
+  a model card and, optionally, ``push_to_hub`` (see `generator_card`).
+
+A subclass implements ``compute_loss(batch) -> (loss, logs)``; one whose backward is split over several graphs
+(GRPO) overrides ``training_step`` instead.
 
 Callbacks are `transformers.TrainerCallback`s, called with ``(args, state, control, trainer=..., reward=...)``;
 ``state`` is a `transformers.TrainerState` whose ``global_step`` counts optimizer updates.
@@ -21,9 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import shutil
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,22 +37,24 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
-from diffusers.utils.hub_utils import MODEL_CARD_TEMPLATE_PATH, load_or_create_model_card, populate_model_card
-from huggingface_hub import ModelCard, ModelCardData
 from PIL import Image
+from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 from transformers import TrainerCallback, TrainerControl, TrainerState
 
+from .. import checkpointing
+from ..data.samplers import EpochShuffleSampler
 from ..generators.base import SRGenerator
-from ..images import list_images, load_image, pil_to_tensor
 from ..rewards import RewardFunction, as_reward_function
+from .generator_card import push_generator_run, save_generator_card
 from .monitor import RewardHackingMonitor
 
 logger = get_logger(__name__)
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
-CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE_NAME = "trainer_state.json"
+OPTIMIZER_NAME, SCHEDULER_NAME, FULL_MODEL_NAME = "optimizer.pt", "scheduler.json", "unet.safetensors"
+PROCESS_SEED_STRIDE = 7919  # the processes' generators are seeded seed, seed + 7919, ...
 
 
 @dataclass
@@ -97,6 +102,22 @@ class GeneratorTrainerConfig:
     base_model: str | None = field(default=None, metadata={"help": "The generator checkpoint, for the model card."})
 
     def __post_init__(self):
+        self.learning_rate = float(self.learning_rate)
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate}.")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
+        for name in ("adam_epsilon", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+        for name in ("adam_weight_decay", "lr_warmup_steps", "dataloader_num_workers", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.lora_alpha is not None and not self.lora_alpha > 0:
+            raise ValueError(f"lora_alpha must be > 0 or None (= the rank), got {self.lora_alpha}.")
+        if self.resume_from_checkpoint is not None and not str(self.resume_from_checkpoint).strip():
+            raise ValueError("resume_from_checkpoint must be a checkpoint directory, 'latest', or None.")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}.")
         for name in (
@@ -119,81 +140,6 @@ class GeneratorTrainerConfig:
         return asdict(self)
 
 
-class LRHRDataset(Dataset):
-    """LR/HR training pairs for SR generators: items ``{"image_lr": (3, h, w), "image_gt": (3, s*h, s*w)}`` in [0, 1].
-
-    ``images_gt`` are HR images (paths or PIL); with no ``images_lr`` paired, LR is made from the HR crop by
-    ``degrade(crop (3, H, W), seed) -> (3, H / scale, W / scale)`` (e.g. `finpercep_hf.data.degradations.degrade`,
-    seeded per item), or by bicubic x``scale`` downsampling when ``degrade`` is None. Each item is a
-    ``resolution`` crop of HR (random when ``random_crop``, else centred) and the matching LR. Images smaller than
-    ``resolution`` are an error naming the image.
-    """
-
-    def __init__(
-        self,
-        images_gt: list,
-        images_lr: list | None = None,
-        resolution: int = 512,
-        scale: int = 4,
-        random_crop: bool = True,
-        seed: int = 0,
-        degrade: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
-    ):
-        if resolution % scale:
-            raise ValueError(f"resolution {resolution} must be a multiple of the scale {scale}.")
-        if images_lr is not None and len(images_lr) != len(images_gt):
-            raise ValueError(f"got {len(images_gt)} HR images but {len(images_lr)} LR images.")
-        if not images_gt:
-            raise ValueError("LRHRDataset needs at least one HR image.")
-        self.images_gt, self.images_lr = images_gt, images_lr
-        self.resolution, self.scale, self.random_crop = resolution, scale, random_crop
-        self.rng = np.random.default_rng(seed)
-        self.degrade = degrade
-
-    @classmethod
-    def from_directory(cls, directory: str | Path, **kwargs) -> LRHRDataset:
-        """HR images in ``directory`` (recursive); with ``gt/`` and ``lr/`` subfolders, pairs matched by name."""
-        directory = Path(directory)
-        if (directory / "gt").is_dir() and (directory / "lr").is_dir():
-            images_gt = list_images([directory / "gt"])
-            images_lr = [directory / "lr" / path.relative_to(directory / "gt") for path in images_gt]
-            return cls(images_gt, images_lr, **kwargs)
-        return cls(list_images([directory]), **kwargs)
-
-    def __len__(self) -> int:
-        return len(self.images_gt)
-
-    @staticmethod
-    def _open(item) -> Image.Image:
-        return item.convert("RGB") if isinstance(item, Image.Image) else load_image(item)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image_gt = self._open(self.images_gt[index])
-        crop, scale = self.resolution, self.scale
-        width, height = image_gt.size
-        if width < crop or height < crop:
-            raise ValueError(
-                f"HR image {index} ({self.images_gt[index]}) is {width}x{height}, smaller than the "
-                f"{crop}x{crop} crop (lower --resolution)."
-            )
-        lr_crop = crop // scale
-        if self.random_crop:
-            left = int(self.rng.integers(0, (width - crop) // scale + 1)) * scale
-            top = int(self.rng.integers(0, (height - crop) // scale + 1)) * scale
-        else:
-            left, top = (width - crop) // (2 * scale) * scale, (height - crop) // (2 * scale) * scale
-        gt = image_gt.crop((left, top, left + crop, top + crop))
-        image_gt = pil_to_tensor(gt)
-        if self.images_lr is not None:
-            box = (left // scale, top // scale, left // scale + lr_crop, top // scale + lr_crop)
-            image_lr = pil_to_tensor(self._open(self.images_lr[index]).crop(box))
-        elif self.degrade is not None:
-            image_lr = self.degrade(image_gt, int(self.rng.integers(0, 2**31)))
-        else:
-            image_lr = pil_to_tensor(gt.resize((lr_crop, lr_crop), Image.BICUBIC))
-        return {"image_lr": image_lr, "image_gt": image_gt}
-
-
 class GeneratorTrainer:
     """Shared loop of the generator RL trainers. Subclasses implement `compute_loss` (and set ``method_name``).
 
@@ -201,10 +147,15 @@ class GeneratorTrainer:
         generator: an [`SRGenerator`] (e.g. [`SDUpscalerGenerator`]).
         reward: a reward function, a FinPercep-RM, a checkpoint path or a callable (see `as_reward_function`).
         args: the trainer's config (a [`GeneratorTrainerConfig`] subclass).
-        train_dataset: items ``{"image_lr": (3, h, w), "image_gt": (3, H, W)}`` in [0, 1] (see [`LRHRDataset`]).
+        train_dataset: items ``{"image_lr": (3, h, w), "image_gt": (3, H, W)}`` in [0, 1] (see [`LRHRDataset`]);
+            if it has ``set_epoch(epoch)`` it is called before every epoch (random crops per epoch).
         eval_dataset: the validation pairs (default: the first ``num_validation_images`` of ``train_dataset``).
         callbacks: `transformers.TrainerCallback`s (e.g. [`CCLRewardCallback`]).
         monitor: the reward-hacking monitor (default: one whose held-out IQA is the reward's model at the start).
+
+    Attributes:
+        rng: the ``torch.Generator`` (on the accelerator's device, seeded ``seed + 7919 * process_index``) that every
+            random draw of a trainer uses; its state is part of each checkpoint.
     """
 
     method_name = "generator-rl"
@@ -224,6 +175,7 @@ class GeneratorTrainer:
         self.generator = generator
         self.reward: RewardFunction = as_reward_function(reward)
         self.callbacks = list(callbacks or [])
+        checkpointing.stateful_callbacks(self.callbacks)  # two stateful callbacks of one class are an error now
         self.output_dir = Path(args.output_dir)
         report_to = None if args.report_to in ("none", "", None) else args.report_to
         self.accelerator = Accelerator(
@@ -235,54 +187,16 @@ class GeneratorTrainer:
             ),
         )
         set_seed(args.seed, device_specific=True)
+        self.rng = torch.Generator(device=self.accelerator.device)
+        self.rng.manual_seed(args.seed + PROCESS_SEED_STRIDE * self.accelerator.process_index)
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.mixed_precision, torch.float32)
-
-        # Models: LoRA (or the full UNet) trainable, everything else frozen in weight_dtype.
-        if args.use_lora and not generator.has_lora:
-            generator.add_lora(rank=args.rank, alpha=args.lora_alpha)
-        elif not args.use_lora:
-            generator.trainable_model.requires_grad_(True)
-        generator.to(self.accelerator.device, dtype=None if args.mixed_precision == "no" else self.weight_dtype)
-        if args.gradient_checkpointing:
-            generator.enable_gradient_checkpointing()
+        self._prepare_generator()
         self.reward.to(self.accelerator.device)
         self.monitor = monitor or RewardHackingMonitor.from_reward(self.reward)
         self.monitor.to(self.accelerator.device)
-
-        # Data, optimizer, schedule.
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset if eval_dataset is not None else train_dataset
-        self.train_dataloader = DataLoader(
-            train_dataset,
-            batch_size=args.train_batch_size,
-            shuffle=True,
-            num_workers=args.dataloader_num_workers,
-            drop_last=len(train_dataset) >= args.train_batch_size * self.accelerator.num_processes,
-        )
-        self.optimizer = torch.optim.AdamW(
-            list(generator.trainable_parameters()),
-            lr=args.learning_rate,
-            betas=(args.adam_beta1, args.adam_beta2),
-            weight_decay=args.adam_weight_decay,
-            eps=args.adam_epsilon,
-        )
-        self.lr_scheduler = get_scheduler(
-            args.lr_scheduler,
-            optimizer=self.optimizer,
-            num_warmup_steps=args.lr_warmup_steps * self.accelerator.num_processes,
-            num_training_steps=args.max_train_steps * self.accelerator.num_processes,
-        )
-        generator.trainable_model, self.optimizer, self.train_dataloader, self.lr_scheduler = self.accelerator.prepare(
-            generator.trainable_model, self.optimizer, self.train_dataloader, self.lr_scheduler
-        )
-
-        # Checkpoint contents: LoRA weights (not the frozen UNet) and every stateful callback.
-        self.accelerator.register_save_state_pre_hook(self._save_model_hook)
-        self.accelerator.register_load_state_pre_hook(self._load_model_hook)
-        for callback in self.callbacks:
-            if hasattr(callback, "state_dict") and hasattr(callback, "load_state_dict"):
-                self.accelerator.register_for_checkpointing(callback)
-
+        self._prepare_optimisation()
         self.state = TrainerState(
             max_steps=args.max_train_steps,
             save_steps=args.checkpointing_steps,
@@ -294,11 +208,59 @@ class GeneratorTrainer:
         self.control = TrainerControl()
         self.validation_history: list[dict[str, float]] = []
 
+    def _prepare_generator(self) -> None:
+        """LoRA (or the full UNet) trainable, everything else frozen in ``weight_dtype``, on the device."""
+        args, generator = self.args, self.generator
+        if args.use_lora and not generator.has_lora:
+            generator.add_lora(rank=args.rank, alpha=args.lora_alpha)
+        elif not args.use_lora:
+            generator.trainable_model.requires_grad_(True)
+        generator.to(self.accelerator.device, dtype=None if args.mixed_precision == "no" else self.weight_dtype)
+        if args.gradient_checkpointing:
+            generator.enable_gradient_checkpointing()
+
+    def _prepare_optimisation(self) -> None:
+        """Data loader (seeded epoch order), AdamW, LR schedule; the trainable model becomes its DDP wrapper once."""
+        args, accelerator = self.args, self.accelerator
+        self.train_sampler = EpochShuffleSampler(len(self.train_dataset), seed=args.seed)
+        self.train_dataloader = DataLoader(
+            self.train_dataset,
+            batch_size=args.train_batch_size,
+            sampler=self.train_sampler,
+            num_workers=args.dataloader_num_workers,
+            drop_last=len(self.train_dataset) >= args.train_batch_size * accelerator.num_processes,
+        )
+        self.optimizer = torch.optim.AdamW(
+            list(self.generator.trainable_parameters()),
+            lr=args.learning_rate,
+            betas=(args.adam_beta1, args.adam_beta2),
+            weight_decay=args.adam_weight_decay,
+            eps=args.adam_epsilon,
+        )
+        self.lr_scheduler = get_scheduler(
+            args.lr_scheduler,
+            optimizer=self.optimizer,
+            num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+            num_training_steps=args.max_train_steps * accelerator.num_processes,
+        )
+        prepared = accelerator.prepare(
+            self.generator.trainable_model, self.optimizer, self.train_dataloader, self.lr_scheduler
+        )
+        self.generator.trainable_model, self.optimizer, self.train_dataloader, self.lr_scheduler = prepared
+
     # To implement
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of one micro-batch (with grad) and scalars to log (averaged over the update and processes)."""
         raise NotImplementedError
+
+    def training_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Forward and backward of one micro-batch (inside ``accelerator.accumulate``); returns the detached loss
+        and the scalars to log. Override it when the backward is split over several graphs (GRPO)."""
+        with self.accelerator.autocast():
+            loss, logs = self.compute_loss(batch)
+        self.accelerator.backward(loss)
+        return loss.detach(), logs
 
     # Callbacks
 
@@ -315,69 +277,67 @@ class GeneratorTrainer:
 
     # Checkpoints
 
-    def _save_model_hook(self, models: list, weights: list, output_dir: str) -> None:
-        if self.args.use_lora:
-            if self.accelerator.is_main_process:
-                self.generator.save_lora_weights(output_dir)
-            weights.clear()
-
-    def _load_model_hook(self, models: list, input_dir: str) -> None:
-        if self.args.use_lora:
-            self.generator.load_lora_weights(input_dir)
-            models.clear()
-
     def list_checkpoints(self) -> list[Path]:
         """Complete checkpoints in ``output_dir``, oldest first (``.tmp`` directories of a crash are ignored)."""
-        if not self.output_dir.is_dir():
-            return []
-        found = [path for path in self.output_dir.iterdir() if path.is_dir() and CHECKPOINT_PATTERN.match(path.name)]
-        return sorted(found, key=lambda path: int(CHECKPOINT_PATTERN.match(path.name).group(1)))
+        return checkpointing.list_checkpoints(self.output_dir)
+
+    def _save_weights(self, directory: Path) -> None:
+        if self.args.use_lora:
+            self.generator.save_lora_weights(directory)
+        else:
+            model = self.accelerator.unwrap_model(self.generator.trainable_model)
+            state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+            save_file(state, str(directory / FULL_MODEL_NAME))
+
+    def _load_weights(self, directory: Path) -> None:
+        if self.args.use_lora:
+            self.generator.load_lora_weights(directory)
+        else:
+            model = self.accelerator.unwrap_model(self.generator.trainable_model)
+            model.load_state_dict(load_file(str(directory / FULL_MODEL_NAME), device=str(self.accelerator.device)))
 
     def save_checkpoint(self) -> Path:
-        """Atomically write ``checkpoint-{global_step}`` and prune to ``checkpoints_total_limit``."""
+        """Atomically write ``checkpoint-{global_step}`` (weights, optimizer, LR schedule, RNGs, trainer and callback
+        state) and prune to ``checkpoints_total_limit``."""
+        accelerator = self.accelerator
         final = self.output_dir / f"checkpoint-{self.state.global_step}"
-        partial = final.with_name(final.name + ".tmp")
-        if self.accelerator.is_main_process and partial.exists():
-            shutil.rmtree(partial)
-        self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(partial))
-        if self.accelerator.is_main_process:
+        partial = checkpointing.partial_path(final)
+        if accelerator.is_main_process:
+            checkpointing.prepare_partial(final)
+            self._save_weights(partial)
+            torch.save(self.optimizer.state_dict(), partial / OPTIMIZER_NAME)
+            checkpointing.save_json(partial / SCHEDULER_NAME, self.lr_scheduler.state_dict())
             self.state.save_to_json(str(partial / TRAINER_STATE_NAME))
+            checkpointing.save_callback_states(self.callbacks, partial)
+        accelerator.wait_for_everyone()
+        checkpointing.save_rng_states(
+            checkpointing.rng_states_file(partial, accelerator.process_index), {"trainer": self.rng}
+        )
         self.call_event("on_save", checkpoint_dir=partial)
-        self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            if final.exists():
-                shutil.rmtree(final)
-            partial.rename(final)
-            limit = self.args.checkpoints_total_limit
-            if limit is not None:
-                for old in self.list_checkpoints()[:-limit]:
-                    shutil.rmtree(old)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            checkpointing.publish_directory(partial, final)
+            checkpointing.prune_checkpoints(self.output_dir, self.args.checkpoints_total_limit)
             logger.info(f"Saved state to {final}")
-        self.accelerator.wait_for_everyone()
+        accelerator.wait_for_everyone()
         return final
 
-    def _resolve_checkpoint(self) -> Path | None:
-        resume = self.args.resume_from_checkpoint
-        if not resume:
-            return None
-        if resume == "latest":
-            checkpoints = self.list_checkpoints()
-            if not checkpoints:
-                logger.info(f"No checkpoint in {self.output_dir}; starting a new run.")
-                return None
-            return checkpoints[-1]
-        path = Path(resume)
-        path = path if path.is_dir() else self.output_dir / resume
-        if not path.is_dir():
-            raise FileNotFoundError(f"resume_from_checkpoint: no checkpoint directory {resume!r}.")
-        return path
-
     def load_checkpoint(self, path: Path) -> None:
-        self.accelerator.load_state(str(path))
+        """Restore everything `save_checkpoint` wrote (each process its own RNG state)."""
+        device = self.accelerator.device
+        self._load_weights(path)
+        self.optimizer.load_state_dict(torch.load(path / OPTIMIZER_NAME, map_location=device, weights_only=True))
+        self.lr_scheduler.load_state_dict(checkpointing.load_json(path / SCHEDULER_NAME))
+        rng_file = checkpointing.rng_states_file(path, self.accelerator.process_index)
+        if not rng_file.is_file():
+            raise FileNotFoundError(
+                f"{rng_file} is missing: resume with the number of processes the checkpoint was written with."
+            )
+        checkpointing.load_rng_states(rng_file, {"trainer": self.rng})
         saved = TrainerState.load_from_json(str(path / TRAINER_STATE_NAME))
         self.state.global_step = saved.global_step
         self.state.log_history = saved.log_history
+        checkpointing.load_callback_states(self.callbacks, path)
         self.accelerator.print(f"Resumed from {path} at step {self.state.global_step}")
 
     # Validation
@@ -388,26 +348,21 @@ class GeneratorTrainer:
         return {key: torch.stack([item[key] for item in items]) for key in ("image_lr", "image_gt")}
 
     def validate(self) -> dict[str, float]:
-        """Sample the validation LR images, run the hacking monitor, write images; main process only."""
+        """Sample the validation LR images and run the hacking monitor on every process (the DDP forward is
+        collective); the main process writes the images and logs. Returns the logged scalars (main process)."""
+        batch = self._validation_batch()
+        result = self.monitor.evaluate(
+            self.generator,
+            self.reward,
+            batch["image_lr"],
+            batch["image_gt"],
+            num_inference_steps=self.args.validation_inference_steps,
+            seed=self.args.seed,
+        )
         if not self.accelerator.is_main_process:
             return {}
-        batch = self._validation_batch()
-        wrapped = self.generator.trainable_model
-        self.generator.trainable_model = self.accelerator.unwrap_model(wrapped)
-        try:
-            result = self.monitor.evaluate(
-                self.generator,
-                self.reward,
-                batch["image_lr"],
-                batch["image_gt"],
-                num_inference_steps=self.args.validation_inference_steps,
-                seed=self.args.seed,
-            )
-        finally:
-            self.generator.trainable_model = wrapped
         step = self.state.global_step
-        image_dir = self.output_dir / "validation" / f"step-{step}"
-        written = self.monitor.write_images(result, image_dir)
+        written = self.monitor.write_images(result, self.output_dir / "validation" / f"step-{step}")
         scalars = {f"validation/{key}": value for key, value in result.scalars.items()}
         self.log(scalars)
         self._log_images(written, step)
@@ -428,11 +383,14 @@ class GeneratorTrainer:
 
     # Training loop
 
-    def train(self) -> TrainerState:
+    def _begin_training(self) -> int:
+        """Resume if asked, start the trackers, call ``on_train_begin``; returns the number of batches per epoch."""
         args, accelerator = self.args, self.accelerator
-        checkpoint = self._resolve_checkpoint()
+        checkpoint = checkpointing.resolve_checkpoint(self.output_dir, args.resume_from_checkpoint)
         if checkpoint is not None:
             self.load_checkpoint(checkpoint)
+        elif args.resume_from_checkpoint:
+            accelerator.print(f"No checkpoint in {self.output_dir}: starting a new run.")
         if accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             tracker_config = {k: v for k, v in args.to_dict().items() if isinstance(v, (int, float, str, bool))}
@@ -440,55 +398,74 @@ class GeneratorTrainer:
         batches_per_epoch = len(self.train_dataloader)
         if batches_per_epoch == 0:
             raise ValueError("the training dataset gives no batch (fewer items than train_batch_size x processes).")
-        micro_batches_total = args.max_train_steps * args.gradient_accumulation_steps
-        self.state.num_train_epochs = math.ceil(micro_batches_total / batches_per_epoch)
+        self.state.num_train_epochs = math.ceil(args.max_train_steps / self.updates_per_epoch(batches_per_epoch))
         self.call_event("on_train_begin")
+        return batches_per_epoch
 
-        micro_batches_done = self.state.global_step * args.gradient_accumulation_steps
-        skip = micro_batches_done % batches_per_epoch
+    def updates_per_epoch(self, batches_per_epoch: int) -> int:
+        """Optimizer updates per epoch: the last window of an epoch may be shorter (accelerate syncs at its end)."""
+        return math.ceil(batches_per_epoch / self.args.gradient_accumulation_steps)
+
+    def _epoch_batches(self, epoch: int, skip: int, batches_per_epoch: int):
+        """The batches of ``epoch`` with the first ``skip`` left out; the sampler, the dataset and accelerate's
+        loader all told the epoch (accelerate re-sets the sampler's epoch from its own counter at every pass)."""
+        self.state.epoch = epoch + skip / batches_per_epoch
+        self.train_sampler.set_epoch(epoch)
+        if hasattr(self.train_dataset, "set_epoch"):
+            self.train_dataset.set_epoch(epoch)
+        loader = self.accelerator.skip_first_batches(self.train_dataloader, skip) if skip else self.train_dataloader
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        return loader
+
+    def _end_update(self, logs_sum: dict[str, float], logs_count: int) -> None:
+        """After an optimizer update: log the means over the update and processes, checkpoint, validate."""
+        args, accelerator = self.args, self.accelerator
+        self.state.global_step += 1
+        keys = sorted(logs_sum)
+        means = torch.tensor([logs_sum[key] / logs_count for key in keys], device=accelerator.device)
+        means = accelerator.reduce(means, reduction="mean")
+        logs = {f"train/{key}": value.item() for key, value in zip(keys, means)}
+        logs["train/lr"] = self.lr_scheduler.get_last_lr()[0]
+        self.log(logs)
+        self.call_event("on_step_end")
+        if self.state.global_step % args.checkpointing_steps == 0:
+            self.save_checkpoint()
+        if args.validation_steps and self.state.global_step % args.validation_steps == 0:
+            self.validate()
+            accelerator.wait_for_everyone()
+
+    def train(self) -> TrainerState:
+        args, accelerator = self.args, self.accelerator
+        batches_per_epoch = self._begin_training()
+        epoch, update_in_epoch = divmod(self.state.global_step, self.updates_per_epoch(batches_per_epoch))
+        skip = update_in_epoch * args.gradient_accumulation_steps
         window_open, logs_sum, logs_count = False, {}, 0
         model = self.generator.trainable_model
         while self.state.global_step < args.max_train_steps:
-            self.state.epoch = micro_batches_done / batches_per_epoch
-            dataloader = accelerator.skip_first_batches(self.train_dataloader, skip) if skip else self.train_dataloader
-            skip = 0
-            for batch in dataloader:
+            for batch in self._epoch_batches(epoch, skip, batches_per_epoch):
                 if not window_open:
                     self.call_event("on_step_begin")
                     window_open = True
                 with accelerator.accumulate(model):
                     model.train()
-                    with accelerator.autocast():
-                        loss, step_logs = self.compute_loss(batch)
-                    accelerator.backward(loss)
+                    loss, step_logs = self.training_step(batch)
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(self.optimizer.param_groups[0]["params"], args.max_grad_norm)
                     self.optimizer.step()
                     self.lr_scheduler.step()
                     self.optimizer.zero_grad()
-                micro_batches_done += 1
-                for key, value in {"loss": loss.detach().item(), **step_logs}.items():
+                for key, value in {"loss": loss.item(), **step_logs}.items():
                     logs_sum[key] = logs_sum.get(key, 0.0) + float(value)
                 logs_count += 1
                 if not accelerator.sync_gradients:
                     continue
                 window_open = False
-                self.state.global_step += 1
-                keys = sorted(logs_sum)
-                means = torch.tensor([logs_sum[key] / logs_count for key in keys], device=accelerator.device)
-                means = accelerator.reduce(means, reduction="mean")
-                logs = {f"train/{key}": value.item() for key, value in zip(keys, means)}
-                logs["train/lr"] = self.lr_scheduler.get_last_lr()[0]
+                self._end_update(logs_sum, logs_count)
                 logs_sum, logs_count = {}, 0
-                self.log(logs)
-                self.call_event("on_step_end")
-                if self.state.global_step % args.checkpointing_steps == 0:
-                    self.save_checkpoint()
-                if args.validation_steps and self.state.global_step % args.validation_steps == 0:
-                    self.validate()
-                    accelerator.wait_for_everyone()
                 if self.state.global_step >= args.max_train_steps:
                     break
+            epoch, skip = epoch + 1, 0
 
         self.save_final()
         self.call_event("on_train_end")
@@ -502,84 +479,14 @@ class GeneratorTrainer:
         self.accelerator.wait_for_everyone()
         if not self.accelerator.is_main_process:
             return
-        self.generator.trainable_model = self.accelerator.unwrap_model(self.generator.trainable_model)
         if self.args.use_lora:
             self.generator.save_lora_weights(self.output_dir)
         else:
-            self.generator.trainable_model.save_pretrained(self.output_dir / "unet")
+            self.generator.save_trained_model(self.output_dir)
         (self.output_dir / "validation_history.json").write_text(json.dumps(self.validation_history, indent=2))
-        self.save_model_card()
+        save_generator_card(self)
         if self.args.push_to_hub:
-            from huggingface_hub import create_repo, upload_folder
-
-            repo_id = create_repo(self.args.hub_model_id or self.output_dir.name, exist_ok=True).repo_id
-            upload_folder(
-                repo_id=repo_id,
-                folder_path=str(self.output_dir),
-                commit_message="End of training",
-                ignore_patterns=["checkpoint-*", f"{self.args.logging_dir}/*"],
-            )
-
-    def model_card_description(self) -> str:
-        """Markdown body of the model card: method, reward, usage, curriculum, last validation figures and panel."""
-        method = self.method_name.upper()
-        paper = f" ([paper]({self.paper_url}))" if self.paper_url else ""
-        base, repo = self.args.base_model or "<base model>", self.args.hub_model_id or self.output_dir.name
-        if self.args.use_lora:
-            usage = [
-                "from diffusers import StableDiffusionUpscalePipeline",
-                f'pipe = StableDiffusionUpscalePipeline.from_pretrained("{base}")',
-                f'pipe.load_lora_weights("{repo}")',
-            ]
-        else:
-            usage = [
-                "from diffusers import StableDiffusionUpscalePipeline, UNet2DConditionModel",
-                f'unet = UNet2DConditionModel.from_pretrained("{repo}", subfolder="unet")',
-                f'pipe = StableDiffusionUpscalePipeline.from_pretrained("{base}", unet=unet)',
-            ]
-        lines = [
-            f"# {method} {'LoRA' if self.args.use_lora else 'fine-tuned UNet'} for an SR generator, "
-            "rewarded by FinPercep-RM",
-            "",
-            f"Trained with `finpercep_hf` {method}{paper} for {self.state.global_step} updates from "
-            f"`{self.args.base_model or 'an SD-x4-upscaler checkpoint'}`; reward: `{self.reward.name}`.",
-            "",
-            "```python",
-            *usage,
-            "```",
-        ]
-        lines += [f"\n{callback.describe()}" for callback in self.callbacks if hasattr(callback, "describe")]
-        if self.validation_history:
-            last = self.validation_history[-1]
-            lines += ["", "## Last validation (reward-hacking monitor)", "", "| metric | value |", "|---|---|"]
-            lines += [f"| {key} | {value:.4f} |" for key, value in last.items() if key != "step"]
-            panel = Path("validation") / f"step-{last['step']}" / "0_panel.png"
-            if (self.output_dir / panel).is_file():
-                lines += ["", f"![LR (bicubic) | reference policy | trained policy | HR]({panel.as_posix()})"]
-        return "\n".join(lines)
-
-    def save_model_card(self) -> Path:
-        """``output_dir/README.md`` from diffusers' training-card template. Only a run that pushes looks for a card
-        already in its Hub repo (to build on it); a local run makes no network call."""
-        if self.args.push_to_hub:
-            card = load_or_create_model_card(
-                self.args.hub_model_id or self.output_dir.name,
-                from_training=True,
-                model_description=self.model_card_description(),
-                base_model=self.args.base_model,
-            )
-        else:
-            card = ModelCard.from_template(
-                ModelCardData(library_name="diffusers", base_model=self.args.base_model),
-                template_path=MODEL_CARD_TEMPLATE_PATH,
-                model_description=self.model_card_description(),
-            )
-        tags = ["super-resolution", "diffusers", "finpercep", self.method_name]
-        tags += ["lora"] if self.args.use_lora else []
-        card = populate_model_card(card, tags=tags)
-        path = self.output_dir / "README.md"
-        card.save(str(path))
-        return path
+            push_generator_run(self.args)
 
 
-__all__ = ["GeneratorTrainer", "GeneratorTrainerConfig", "LRHRDataset", "MIXED_PRECISION"]
+__all__ = ["GeneratorTrainer", "GeneratorTrainerConfig", "MIXED_PRECISION"]

@@ -12,23 +12,18 @@ logits = (ref_w - ref_l) - (model_w - model_l);  loss = sigmoid | hinge | ipo (s
 ```
 
 Offline mode (``preference_source="offline"``) takes pre-ranked pairs from a dataset instead: items
-``{"image_lr", "image_gt", "image_chosen", "image_rejected"}`` (see [`PreferencePairDataset`], e.g. FGR's
-``image_gt`` or ``image_syn`` preferred over ``image_sr``); the chosen and rejected HR images are VAE-encoded.
+``{"image_lr", "image_gt", "image_chosen", "image_rejected"}`` (see `finpercep_hf.data.PreferencePairDataset`, e.g.
+FGR's ``image_gt`` or ``image_syn`` preferred over ``image_sr``); the chosen and rejected HR images are VAE-encoded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from torch.utils.data import Dataset
 
 from ..generators.base import SRCondition
-from ..images import pil_to_tensor, to_rgb
 from .base import GeneratorTrainer, GeneratorTrainerConfig
 from .preference import DPO_LOSS_TYPES, PAIRING_MODES, DPOLossOutput, diffusion_dpo_loss, form_preference_pairs
 
@@ -36,8 +31,8 @@ PREFERENCE_SOURCES = ("online", "offline")
 
 
 @dataclass
-class DPOConfig(GeneratorTrainerConfig):
-    """[`DPOTrainer`] arguments; ``beta_dpo`` multiplies the logits directly (see `preference.py` for the scale)."""
+class DiffusionDPOConfig(GeneratorTrainerConfig):
+    """[`DiffusionDPOTrainer`] arguments; ``beta_dpo`` multiplies the logits directly (scale: see `preference.py`)."""
 
     output_dir: str = field(default="runs/dpo", metadata={"help": "Checkpoints, logs, LoRA weights, card."})
     # Diffusion-DPO
@@ -48,7 +43,7 @@ class DPOConfig(GeneratorTrainerConfig):
         metadata={"help": "online: pairs ranked by the RM among sampled candidates; offline: pairs from the dataset."},
     )
     # Online pairs
-    num_candidates: int = field(default=4, metadata={"help": "Candidates K sampled per LR image (online)."})
+    num_samples_per_image: int = field(default=4, metadata={"help": "Candidates K sampled per LR image (online)."})
     num_inference_steps: int = field(default=20, metadata={"help": "Sampling steps of the candidates (online)."})
     pairing: str = field(default="best_worst", metadata={"help": f"Pairs among the candidates: {PAIRING_MODES}."})
     min_reward_gap: float = field(
@@ -65,8 +60,8 @@ class DPOConfig(GeneratorTrainerConfig):
             raise ValueError(f"pairing must be one of {PAIRING_MODES}, got {self.pairing!r}.")
         if self.beta_dpo <= 0:
             raise ValueError(f"beta_dpo must be > 0, got {self.beta_dpo}.")
-        if self.num_candidates < 2:
-            raise ValueError(f"num_candidates must be >= 2 to form a pair, got {self.num_candidates}.")
+        if self.num_samples_per_image < 2:
+            raise ValueError(f"num_samples_per_image must be >= 2 to form a pair, got {self.num_samples_per_image}.")
         if self.num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}.")
         if self.min_reward_gap < 0:
@@ -75,67 +70,7 @@ class DPOConfig(GeneratorTrainerConfig):
             raise ValueError("Diffusion-DPO needs use_lora=True: the reference policy is the UNet without its LoRA.")
 
 
-class PreferencePairDataset(Dataset):
-    """Pre-ranked HR pairs for offline Diffusion-DPO, from rows with PIL image columns (e.g. an FGR dataset).
-
-    Items: ``{"image_lr": (3, r/s, r/s), "image_gt", "image_chosen", "image_rejected": (3, r, r)}`` float in [0, 1]:
-    the same ``resolution`` crop (random when ``random_crop``, else centred) of the three HR columns, and the
-    bicubic x``scale`` downsampling of the ``gt_column`` crop as the LR input both candidates answer.
-
-    Args:
-        rows: a `datasets.Dataset` or a sequence of dicts with PIL images in the named columns, all the same size.
-        chosen_column, rejected_column: the preferred and the rejected image (FGR's ranking is SR < SYN < GT).
-        gt_column: the HR reference (LR source and the monitor's fidelity reference).
-    """
-
-    def __init__(
-        self,
-        rows: Sequence[dict],
-        chosen_column: str = "image_syn",
-        rejected_column: str = "image_sr",
-        gt_column: str = "image_gt",
-        resolution: int = 256,
-        scale: int = 4,
-        random_crop: bool = True,
-        seed: int = 0,
-    ):
-        if resolution % scale:
-            raise ValueError(f"resolution {resolution} must be a multiple of the scale {scale}.")
-        if len(rows) == 0:
-            raise ValueError("PreferencePairDataset needs at least one row.")
-        missing = {chosen_column, rejected_column, gt_column} - set(rows[0])
-        if missing:
-            raise ValueError(f"the preference rows have no column(s) {sorted(missing)}; columns: {sorted(rows[0])}.")
-        self.rows = rows
-        self.columns = {"image_chosen": chosen_column, "image_rejected": rejected_column, "image_gt": gt_column}
-        self.resolution, self.scale, self.random_crop = resolution, scale, random_crop
-        self.rng = np.random.default_rng(seed)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        row = self.rows[index]
-        images = {key: to_rgb(row[column], name=f"row {index} {column}") for key, column in self.columns.items()}
-        sizes = {image.size for image in images.values()}
-        if len(sizes) != 1:
-            raise ValueError(f"row {index}: the columns {list(self.columns.values())} differ in size: {sizes}.")
-        width, height = sizes.pop()
-        crop, scale = self.resolution, self.scale
-        if width < crop or height < crop:
-            raise ValueError(f"row {index} is {width}x{height}, smaller than the {crop}x{crop} crop.")
-        if self.random_crop:
-            left = int(self.rng.integers(0, (width - crop) // scale + 1)) * scale
-            top = int(self.rng.integers(0, (height - crop) // scale + 1)) * scale
-        else:
-            left, top = (width - crop) // (2 * scale) * scale, (height - crop) // (2 * scale) * scale
-        crops = {key: image.crop((left, top, left + crop, top + crop)) for key, image in images.items()}
-        item = {key: pil_to_tensor(image) for key, image in crops.items()}
-        item["image_lr"] = pil_to_tensor(crops["image_gt"].resize((crop // scale, crop // scale), Image.BICUBIC))
-        return item
-
-
-class DPOTrainer(GeneratorTrainer):
+class DiffusionDPOTrainer(GeneratorTrainer):
     r"""Diffusion-DPO ([Wallace et al.](https://huggingface.co/papers/2311.12908)) for diffusion SR generators,
     rewarded online by FinPercep-RM (or trained on pre-ranked pairs).
 
@@ -144,12 +79,13 @@ class DPOTrainer(GeneratorTrainer):
     ```python
     >>> from finpercep_hf.curriculum import CCLRewardCallback
     >>> from finpercep_hf.generators import SDUpscalerGenerator
-    >>> from finpercep_hf.trainers import DPOConfig, DPOTrainer, LRHRDataset
+    >>> from finpercep_hf.data import LRHRDataset
+    >>> from finpercep_hf.trainers import DiffusionDPOConfig, DiffusionDPOTrainer
     >>> generator = SDUpscalerGenerator.from_pretrained("stabilityai/stable-diffusion-x4-upscaler")
-    >>> trainer = DPOTrainer(
+    >>> trainer = DiffusionDPOTrainer(
     ...     generator,
     ...     reward="runs/rm/finpercep-rm-stage0",
-    ...     args=DPOConfig(output_dir="runs/dpo", num_candidates=4, beta_dpo=2500, loss_type="sigmoid"),
+    ...     args=DiffusionDPOConfig(output_dir="runs/dpo", num_samples_per_image=4, beta_dpo=2500),
     ...     train_dataset=LRHRDataset.from_directory("hr_photos"),
     ...     callbacks=[CCLRewardCallback("0:runs/rm/finpercep-rm-stage0,500:runs/rm/finpercep-rm-stage1")],
     ... )
@@ -159,7 +95,7 @@ class DPOTrainer(GeneratorTrainer):
 
     method_name = "diffusion-dpo"
     paper_url = "https://huggingface.co/papers/2311.12908"
-    args: DPOConfig
+    args: DiffusionDPOConfig
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         if self.args.preference_source == "online":
@@ -172,7 +108,7 @@ class DPOTrainer(GeneratorTrainer):
 
     @torch.no_grad()
     def online_pairs(self, image_lr: torch.Tensor):
-        """Sample ``num_candidates`` SR images per LR image, reward them and pair them.
+        """Sample ``num_samples_per_image`` SR images per LR image, reward them and pair them.
 
         Returns (latents_w, latents_l) (P, C, h, w), their shared `SRCondition` (P), per-pair weights (P,) and logs.
         When every group is tied one zero-weight pair is kept, so that every process runs the same forward pass.
@@ -180,16 +116,18 @@ class DPOTrainer(GeneratorTrainer):
         args, generator = self.args, self.generator
         num_lr = image_lr.shape[0]
         candidates = generator.sample(
-            image_lr.repeat_interleave(args.num_candidates, dim=0), num_inference_steps=args.num_inference_steps
+            image_lr.repeat_interleave(args.num_samples_per_image, dim=0),
+            num_inference_steps=args.num_inference_steps,
+            generator=self.rng,
         )
-        rewards = self.reward(candidates.images, differentiable=False).view(num_lr, args.num_candidates)
+        rewards = self.reward(candidates.images, differentiable=False).view(num_lr, args.num_samples_per_image)
         pairs = form_preference_pairs(rewards, mode=args.pairing, min_reward_gap=args.min_reward_gap)
         winner, loser, group = pairs.winner, pairs.loser, pairs.group
         weights = torch.ones(len(pairs), device=rewards.device)
         if len(pairs) == 0:
             winner, loser, group = (torch.tensor([index], device=rewards.device) for index in (0, 1, 0))
             weights = torch.zeros(1, device=rewards.device)
-        condition = generator.encode_condition(image_lr[group])
+        condition = generator.encode_condition(image_lr[group], generator=self.rng)
         logs = {
             "reward_mean": rewards.mean().item(),
             "reward_std": rewards.std().item(),
@@ -207,7 +145,7 @@ class DPOTrainer(GeneratorTrainer):
         generator = self.generator
         latents_w = generator.encode_images(batch["image_chosen"])
         latents_l = generator.encode_images(batch["image_rejected"])
-        condition = generator.encode_condition(batch["image_lr"])
+        condition = generator.encode_condition(batch["image_lr"], generator=self.rng)
         return latents_w, latents_l, condition, torch.ones(latents_w.shape[0], device=latents_w.device), {}
 
     def denoising_errors(
@@ -238,11 +176,13 @@ class DPOTrainer(GeneratorTrainer):
                 f"({condition.batch_size} items) must describe the same pairs."
             )
         num_pairs = latents_w.shape[0]
+        rng = self.rng
         if noise is None:
-            noise = torch.randn_like(latents_w)
+            noise = torch.randn(latents_w.shape, generator=rng, device=rng.device).to(latents_w)
         if timesteps is None:
             num_train_timesteps = self.generator.scheduler.config.num_train_timesteps
-            timesteps = torch.randint(0, num_train_timesteps, (num_pairs,), device=latents_w.device)
+            timesteps = torch.randint(0, num_train_timesteps, (num_pairs,), generator=rng, device=rng.device)
+            timesteps = timesteps.to(latents_w.device)
         # Interleave (w0, l0, w1, l1, ...) so that each pair meets its condition repeated twice in a row.
         latents = torch.stack([latents_w, latents_l], dim=1).flatten(0, 1)
         noise = noise.repeat_interleave(2, dim=0)
@@ -267,4 +207,4 @@ class DPOTrainer(GeneratorTrainer):
         return output, logs
 
 
-__all__ = ["DPOConfig", "DPOTrainer", "PREFERENCE_SOURCES", "PreferencePairDataset"]
+__all__ = ["DiffusionDPOConfig", "DiffusionDPOTrainer", "PREFERENCE_SOURCES"]

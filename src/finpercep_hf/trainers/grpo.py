@@ -1,29 +1,35 @@
 """GRPO for diffusion SR generators: DDIM (eta > 0) as the policy, group-relative advantages, PPO clipped surrogate.
 
 DanceGRPO / DDPO style (https://huggingface.co/papers/2505.07818, https://huggingface.co/papers/2305.13301): for each
-LR image sample ``group_size`` SR images with a stochastic DDIM sampler, storing the trajectory (latents, next
-latents, log-probabilities, timesteps, LR conditioning); reward them with the active RM_k; normalise the rewards
+LR image sample ``num_samples_per_image`` SR images with a stochastic DDIM sampler, storing the trajectory (latents,
+next latents, log-probabilities, timesteps, LR conditioning); reward them with the active RM_k; normalise the rewards
 within each group (``(r - mean) / (std + eps)``); then for a ``timestep_fraction`` of the denoising steps recompute
 the log-probabilities under the current weights and minimise the clipped surrogate
 
     ratio = exp(log_prob - old_log_prob)
     loss = mean(max(-A * ratio, -A * clamp(ratio, 1 - clip_range, 1 + clip_range)))  (+ kl_beta * KL(pi || pi_ref))
 
-Each trained (rollout, step) unit is back-propagated on its own (one UNet graph alive at a time, as DanceGRPO);
-the loss handed to the shared loop carries the gradient of the last unit and the value of all of them. With
+Each trained (rollout, step) unit is back-propagated on its own (one UNet graph alive at a time, as DanceGRPO), in
+the trainer's ``training_step`` (the loop's hook for a split backward). With
 ``rollout_reuse = 1`` every rollout is trained on once, right after it was sampled, so the ratio is 1 when the loss
 is computed and the clipping never acts (on-policy GRPO, REINFORCE with group baselines); ``rollout_reuse = n``
 trains each rollout in ``n`` consecutive micro-batches, so that after an optimizer update the ratio departs from 1
 and the clipped surrogate limits the step, as PPO's inner epochs (the rollout buffer is not checkpointed).
 
-The sampler is a `DDIMScheduler` built from the generator's scheduler config (the SD-x4 upscaler's own is one),
-used with `ddim_step_with_logprob`; a flow-matching generator would use `flow_sde_step_with_logprob` the same way,
-but no flow-matching generator is wrapped yet, so the trainer supports DDPM-family (epsilon / sample / v) UNets.
+The sampler is a `DDIMScheduler` built from the generator's scheduler config (any DDIM-compatible one, e.g. the
+SD-x4 upscaler's own or diffusers' defaults), used with `ddim_step_with_logprob`. A step whose DDIM variance is 0
+(the last one under ``set_alpha_to_one=True``, which jumps to ``alpha = 1``) is deterministic: it is taken with the
+mean and is not a policy action (no log-probability, never trained). The trainer's ``rng`` draws all noise and
+the trained steps, so a resumed run repeats an uninterrupted one bit for bit (with ``rollout_reuse = 1``; a reuse
+buffer of older rollouts is not checkpointed). A flow-matching generator would use `flow_sde_step_with_logprob` the
+same way, but no flow-matching generator is wrapped yet, so the trainer supports DDPM-family (epsilon / sample / v)
+UNets.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -105,12 +111,12 @@ def clipped_surrogate_loss(
 
 
 @dataclass
-class GRPOConfig(GeneratorTrainerConfig):
-    """[`GRPOTrainer`] arguments; defaults are DanceGRPO's where it has one."""
+class DiffusionGRPOConfig(GeneratorTrainerConfig):
+    """[`DiffusionGRPOTrainer`] arguments; defaults are DanceGRPO's where it has one."""
 
     output_dir: str = field(default="runs/grpo", metadata={"help": "Checkpoints, logs, LoRA weights, card."})
     # Rollouts
-    group_size: int = field(default=8, metadata={"help": "Samples K per LR image, one GRPO group (8)."})
+    num_samples_per_image: int = field(default=8, metadata={"help": "Samples K per LR image, one GRPO group (8)."})
     num_inference_steps: int = field(default=20, metadata={"help": "DDIM steps of a rollout (20)."})
     eta: float = field(default=1.0, metadata={"help": "DDIM eta > 0 of the stochastic policy (1.0 = DDPM variance)."})
     rollout_reuse: int = field(
@@ -134,8 +140,11 @@ class GRPOConfig(GeneratorTrainerConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.group_size < 2:
-            raise ValueError(f"group_size must be >= 2 (advantages are relative to the group), got {self.group_size}.")
+        if self.num_samples_per_image < 2:
+            raise ValueError(
+                "num_samples_per_image must be >= 2 (advantages are relative to the group), "
+                f"got {self.num_samples_per_image}."
+            )
         if not 0 < self.eta <= 1:
             raise ValueError(f"eta must be in (0, 1] (a stochastic DDIM policy), got {self.eta}.")
         if not 0 < self.timestep_fraction <= 1:
@@ -147,8 +156,9 @@ class GRPOConfig(GeneratorTrainerConfig):
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
         if self.kl_beta < 0:
             raise ValueError(f"kl_beta must be >= 0, got {self.kl_beta}.")
-        if self.num_inference_steps < 1 or self.rollout_reuse < 1:
-            raise ValueError("num_inference_steps and rollout_reuse must be >= 1.")
+        for name in ("num_inference_steps", "rollout_reuse"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.kl_beta > 0 and not self.use_lora:
             raise ValueError("kl_beta > 0 needs use_lora=True: the reference policy is the UNet without its LoRA.")
 
@@ -160,13 +170,14 @@ class GRPOConfig(GeneratorTrainerConfig):
 
 @dataclass
 class GRPORollout:
-    """Stored trajectories of ``N = B * group_size`` samples (group members adjacent), T denoising steps.
+    """Stored trajectories of ``N = B * num_samples_per_image`` samples (group members adjacent), T policy steps
+    (the stochastic denoising steps; a deterministic last step is not stored).
 
     Attributes:
         latents: (N, T, C, h, w) x_t before each step.
         next_latents: (N, T, C, h, w) the sampled x_{t-1}.
         log_probs: (N, T) float32 log-probabilities of the steps under the sampling policy.
-        timesteps: (T,) long, the scheduler timesteps.
+        timesteps: (T,) long, the scheduler timesteps of the policy steps.
         condition: the `SRCondition` of the N samples (the LR image and its noise level, shared within a group).
         rewards: (N,) float32 rewards of the final images.
         advantages: (N,) float32 clipped group-relative advantages.
@@ -183,7 +194,7 @@ class GRPORollout:
     images: torch.Tensor
 
 
-class GRPOTrainer(GeneratorTrainer):
+class DiffusionGRPOTrainer(GeneratorTrainer):
     r"""GRPO ([DanceGRPO](https://huggingface.co/papers/2505.07818)) on a stochastic DDIM policy for diffusion SR
     generators, rewarded by FinPercep-RM.
 
@@ -192,12 +203,13 @@ class GRPOTrainer(GeneratorTrainer):
     ```python
     >>> from finpercep_hf.curriculum import CCLRewardCallback
     >>> from finpercep_hf.generators import SDUpscalerGenerator
-    >>> from finpercep_hf.trainers import GRPOConfig, GRPOTrainer, LRHRDataset
+    >>> from finpercep_hf.data import LRHRDataset
+    >>> from finpercep_hf.trainers import DiffusionGRPOConfig, DiffusionGRPOTrainer
     >>> generator = SDUpscalerGenerator.from_pretrained("stabilityai/stable-diffusion-x4-upscaler")
-    >>> trainer = GRPOTrainer(
+    >>> trainer = DiffusionGRPOTrainer(
     ...     generator,
     ...     reward="runs/rm/finpercep-rm-stage0",
-    ...     args=GRPOConfig(output_dir="runs/grpo", group_size=8, num_inference_steps=20, eta=1.0),
+    ...     args=DiffusionGRPOConfig(output_dir="runs/grpo", num_samples_per_image=8, num_inference_steps=20, eta=1.0),
     ...     train_dataset=LRHRDataset.from_directory("hr_photos"),
     ...     callbacks=[CCLRewardCallback("0:runs/rm/finpercep-rm-stage0,500:runs/rm/finpercep-rm-stage1")],
     ... )
@@ -207,41 +219,55 @@ class GRPOTrainer(GeneratorTrainer):
 
     method_name = "grpo"
     paper_url = "https://huggingface.co/papers/2505.07818"
-    args: GRPOConfig
+    args: DiffusionGRPOConfig
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.sampling_scheduler = DDIMScheduler.from_config(self.generator.scheduler.config)
         self.sampling_scheduler.set_timesteps(self.args.num_inference_steps, device=self.accelerator.device)
+        self.policy_step = [self._ddim_variance(timestep) > 0 for timestep in self.sampling_scheduler.timesteps]
+        if not any(self.policy_step):
+            raise ValueError("the DDIM schedule has no stochastic step: raise num_inference_steps.")
         self.rollout_buffer: list[list] = []
+
+    def _ddim_variance(self, timestep: torch.Tensor) -> float:
+        """DDIM's ``(1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)`` of the step from ``timestep`` (0: no noise)."""
+        scheduler = self.sampling_scheduler
+        previous = int(timestep) - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+        return float(scheduler._get_variance(int(timestep), previous))
 
     @torch.no_grad()
     def rollout(self, image_lr: torch.Tensor, rng: torch.Generator | None = None) -> GRPORollout:
-        """Sample ``group_size`` trajectories per LR image (B, 3, h, w) in [0, 1], reward them, compute advantages.
+        """Sample ``num_samples_per_image`` trajectories per LR image (B, 3, h, w) in [0, 1], reward them, compute
+        advantages. ``rng`` defaults to the trainer's.
 
         The advantages use the rewards of every process (``advantage_std="global"`` is global over all of them).
         """
         args, generator, scheduler = self.args, self.generator, self.sampling_scheduler
-        condition = generator.encode_condition(image_lr, generator=rng).repeat(args.group_size)
+        rng = self.rng if rng is None else rng
+        condition = generator.encode_condition(image_lr, generator=rng).repeat(args.num_samples_per_image)
         latents = generator.prepare_latents(condition, generator=rng)
         steps = []
-        for timestep in scheduler.timesteps:
+        for timestep, is_policy_step in zip(scheduler.timesteps, self.policy_step):
             model_output = generator.denoise(latents, timestep, condition)
-            step = ddim_step_with_logprob(scheduler, model_output, timestep, latents, eta=args.eta, generator=rng)
-            steps.append((latents, step.prev_sample, step.log_prob))
-            latents = step.prev_sample
+            if is_policy_step:
+                step = ddim_step_with_logprob(scheduler, model_output, timestep, latents, eta=args.eta, generator=rng)
+                steps.append((latents, step.prev_sample, step.log_prob))
+                latents = step.prev_sample
+            else:
+                latents = scheduler.step(model_output, timestep, latents, eta=0.0).prev_sample
         images = generator.decode(latents)
         rewards = self.reward(images, differentiable=False)
         all_rewards = self.accelerator.gather(rewards)
         all_advantages = group_advantages(
-            all_rewards.view(-1, args.group_size), args.advantage_std, args.advantage_eps, args.adv_clip_max
+            all_rewards.view(-1, args.num_samples_per_image), args.advantage_std, args.advantage_eps, args.adv_clip_max
         ).flatten()
         start = self.accelerator.process_index * rewards.shape[0]
         return GRPORollout(
             latents=torch.stack([s[0] for s in steps], dim=1),
             next_latents=torch.stack([s[1] for s in steps], dim=1),
             log_probs=torch.stack([s[2] for s in steps], dim=1),
-            timesteps=scheduler.timesteps.clone(),
+            timesteps=scheduler.timesteps[torch.tensor(self.policy_step, device=scheduler.timesteps.device)].clone(),
             condition=condition,
             rewards=rewards,
             advantages=all_advantages[start : start + rewards.shape[0]],
@@ -281,31 +307,39 @@ class GRPOTrainer(GeneratorTrainer):
             logs["kl_ref"] = kl.item()
         return loss, logs
 
-    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        args = self.args
-        rollout = self.rollout(batch["image_lr"])
-        self.rollout_buffer.append([rollout, args.rollout_reuse])
+    def _training_units(self, rollout: GRPORollout) -> list[tuple[GRPORollout, torch.Tensor]]:
+        """Store ``rollout`` for ``rollout_reuse`` micro-batches; the (rollout, step per sample) units to train now:
+        ``num_trained_steps`` distinct policy steps per sample of every stored rollout, drawn from ``rng``."""
+        self.rollout_buffer.append([rollout, self.args.rollout_reuse])
         units = []
         for stored, _ in self.rollout_buffer:
             num_samples, num_steps = stored.log_probs.shape
-            order = torch.argsort(torch.rand(num_samples, num_steps, device=stored.log_probs.device), dim=1)
-            units += [(stored, order[:, j]) for j in range(args.num_trained_steps)]
+            draws = torch.rand(num_samples, num_steps, generator=self.rng, device=self.rng.device)
+            order = torch.argsort(draws, dim=1).to(stored.log_probs.device)
+            units += [(stored, order[:, j]) for j in range(min(self.args.num_trained_steps, num_steps))]
         for entry in self.rollout_buffer:
             entry[1] -= 1
         self.rollout_buffer = [entry for entry in self.rollout_buffer if entry[1] > 0]
+        return units
 
-        # Back-propagate every unit but the last here, without gradient synchronisation; the loop does the last.
+    def training_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Sample a rollout, then back-propagate each trained (rollout, step) unit on its own (one UNet graph alive
+        at a time); every unit but the last skips the gradient synchronisation. Returns the mean unit loss."""
+        accelerator, model = self.accelerator, self.generator.trainable_model
+        with accelerator.autocast():
+            rollout = self.rollout(batch["image_lr"])
+        units = self._training_units(rollout)
         totals: dict[str, float] = {}
-        done = torch.zeros((), device=rollout.rewards.device)
-        for stored, step_index in units[:-1]:
-            with self.accelerator.no_sync(self.generator.trainable_model):
-                loss, logs = self.unit_loss(stored, step_index)
-                self.accelerator.backward(loss / len(units))
-            done = done + loss.detach() / len(units)
+        total = torch.zeros((), device=rollout.rewards.device)
+        for index, (stored, step_index) in enumerate(units):
+            last = index == len(units) - 1
+            with nullcontext() if last else accelerator.no_sync(model):
+                with accelerator.autocast():
+                    loss, logs = self.unit_loss(stored, step_index)
+                accelerator.backward(loss / len(units))
+            total = total + loss.detach() / len(units)
             self._accumulate(totals, logs, len(units))
-        loss, logs = self.unit_loss(*units[-1])
-        self._accumulate(totals, logs, len(units))
-        return loss / len(units) + done, {
+        return total, {
             **totals,
             "reward_mean": rollout.rewards.mean().item(),
             "reward_std": rollout.rewards.std().item(),
@@ -320,9 +354,9 @@ class GRPOTrainer(GeneratorTrainer):
 
 __all__ = [
     "ADVANTAGE_STD_SCOPES",
-    "GRPOConfig",
+    "DiffusionGRPOConfig",
     "GRPORollout",
-    "GRPOTrainer",
+    "DiffusionGRPOTrainer",
     "SurrogateOutput",
     "clipped_surrogate_loss",
     "group_advantages",

@@ -4,38 +4,51 @@ Paper: *FinPercep-RM: A Fine-grained Reward Model and Co-evolutionary Curriculum
 Super-Resolution* (Liu, Fan et al.).
 
 ```python
+from datasets import load_from_disk
 from finpercep_hf import FinPercepRewardModel
-from finpercep_hf.curriculum import CCLSchedule, RewardModelGrowthCallback, build_curriculum_model
+from finpercep_hf.curriculum import RewardModelGrowthCallback, build_curriculum_model
 from finpercep_hf.trainers import FinPercepTrainingArguments, RewardModelTrainer
 
+fgr = load_from_disk("fgr")  # see `finpercep build-fgr`
 args = FinPercepTrainingArguments(output_dir="runs/rm", stages="0,1,2,3", stage_steps="0,2000,2000,2000")
 rm0 = FinPercepRewardModel.from_clip("openai/clip-vit-base-patch16")
 model = build_curriculum_model(rm0, final_stage=args.final_stage, lora_ranks=args.lora_rank_list)
 trainer = RewardModelTrainer(model, args=args, train_dataset=fgr["train"], eval_dataset=fgr["test"],
                              anchor_model=rm0, callbacks=[RewardModelGrowthCallback(args.schedule, ccl=args.ccl)])
-trainer.train()   # -> runs/rm/finpercep-rm-stage0 ... finpercep-rm-stage3
+trainer.train(resume_from_checkpoint="latest")   # -> runs/rm/finpercep-rm-stage0 ... finpercep-rm-stage3
 ```
 
 Each batch holds aligned (GT, SR, SYN, pdm_target, mask) crops. The three images run through the model in one
 forward; the loss is Eq. 8 over Eq. 5 (map, on SYN), Eq. 6 (rank, S_SR < S_SYN < S_GT) and Eq. 7 (align, S(GT) to the
 frozen RM_0's CLIP-IQA score of GT). In ``ccl="weight"`` mode ``lambda_map`` and ``lambda_rank`` ramp up per stage.
+
+Checkpoints are atomic and pickle-free (see `checkpointing`): ``checkpoint-N`` is written as ``checkpoint-N.tmp`` and
+renamed when complete; it holds safetensors weights and RNG states, JSON trainer, callback and argument states, and
+optimizer/scheduler states that load with ``torch.load(weights_only=True)``. Augmentations are seeded per sample
+from ``(seed, epoch, position)`` (`EpochShuffleSampler` + `SeededDataset`), so a resumed run ends with the same
+weights as an uninterrupted one. ``resume_from_checkpoint="latest"`` with no checkpoint starts a new run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import SchedulerType
 
+from .. import checkpointing
 from ..curriculum.growth import CCL_MODES, export_stage_model, loss_weight_scale
 from ..curriculum.schedule import CCLSchedule
+from ..data.samplers import EpochShuffleSampler, SeededDataset
+from ..data.triplet_collator import IMAGE_COLUMNS, FinPercepTripletCollator
 from ..evaluation.reward_model_eval import evaluate_reward_model
 from ..losses import align_loss, map_bce_loss, map_loss, rank_loss, total_loss
 from ..models import FinPercepRewardModel
-from .rm_collator import IMAGE_COLUMNS, FinPercepTripletCollator
 
 
 def _int_list(text: str, name: str) -> list[int]:
@@ -81,9 +94,18 @@ class FinPercepTrainingArguments(TrainingArguments):
     crop_size: int = field(default=224, metadata={"help": "Training crop side (random crops at several scales)."})
     augment: bool = field(default=True, metadata={"help": "Random crops, scales, flips and colour jitter."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the FGR image columns."})
+    # `TrainingArguments` defaults that differ for FinPercep-RM
+    lr_scheduler_type: SchedulerType | str = field(
+        default="constant_with_warmup", metadata={"help": "transformers LR scheduler name."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
+    seed: int = field(default=0, metadata={"help": "Seed of initialisation, augmentation and data order."})
 
     def __post_init__(self):
+        self._check_loss_and_data_fields()
         stages, steps = _int_list(self.stages, "stages"), _int_list(self.stage_steps, "stage_steps")
+        if any(step < 0 for step in steps):
+            raise ValueError(f"stage_steps must all be >= 0, got {steps}.")
         if self.map_loss not in ("bce", "l1"):
             raise ValueError(f"map_loss must be 'bce' or 'l1', got {self.map_loss!r}.")
         if self.ccl not in CCL_MODES:
@@ -100,9 +122,21 @@ class FinPercepTrainingArguments(TrainingArguments):
         ranks = _int_list(self.lora_ranks, "lora_ranks") or [4 * 2**i for i in range(stages[-1] - 1)]
         if len(ranks) != stages[-1] - 1:
             raise ValueError(f"lora_ranks needs one rank per stage 2..{stages[-1]}, got {ranks}.")
+        if any(rank < 1 for rank in ranks):
+            raise ValueError(f"lora_ranks must all be >= 1, got {ranks}.")
         self.lora_rank_list = ranks
         self.stage_list, self.stage_step_list = stages, steps
         super().__post_init__()
+
+    def _check_loss_and_data_fields(self) -> None:
+        for name in ("lambda_map", "lambda_rank", "lambda_align", "margin_sr", "margin_gt"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}.")
+        if not isinstance(self.crop_size, int) or self.crop_size < 16:
+            raise ValueError(f"crop_size must be an integer >= 16 (pixels), got {self.crop_size!r}.")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate}.")
 
     @property
     def final_stage(self) -> int:
@@ -140,12 +174,83 @@ class RewardModelTrainer(Trainer):
     """
 
     def __init__(self, model: FinPercepRewardModel, args: FinPercepTrainingArguments, anchor_model=None, **kwargs):
-        kwargs.setdefault("data_collator", FinPercepTripletCollator(args.crop_size, args.augment))
+        kwargs.setdefault("data_collator", FinPercepTripletCollator(args.crop_size, args.augment, seed=args.seed))
+        if kwargs.get("train_dataset") is not None:
+            kwargs["train_dataset"] = SeededDataset(kwargs["train_dataset"])
         super().__init__(model=model, args=args, **kwargs)
         anchor = anchor_model if anchor_model is not None else export_stage_model(model, 0)
         self.anchor_model = anchor.to(self.args.device).eval().requires_grad_(False)
         self.schedule = args.schedule
         self._loss_terms: dict[str, list[float]] = defaultdict(list)
+
+    # Seeded data order and augmentation
+
+    def _get_train_sampler(self, train_dataset=None) -> EpochShuffleSampler:
+        """Epoch order from ``(seed, epoch)`` and a per-sample augmentation seed (see `EpochShuffleSampler`)."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return EpochShuffleSampler(len(dataset), seed=self.args.seed, with_seeds=True)
+
+    # Atomic, pickle-free checkpoints
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """`Trainer.train`; ``resume_from_checkpoint="latest"`` (or True) resumes from the newest complete checkpoint,
+        or starts a new run (and says so) when there is none. Callback states come from ``callback_state.json``."""
+        checkpoint = checkpointing.resolve_checkpoint(self.args.output_dir, resume_from_checkpoint)
+        if checkpoint is not None:
+            checkpointing.load_callback_states(self.callback_handler.callbacks, checkpoint)
+        elif resume_from_checkpoint:
+            print(f"No checkpoint in {self.args.output_dir}: starting a new run.")
+        return super().train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint), **kwargs)
+
+    def _get_output_dir(self, trial) -> str:
+        staging = getattr(self, "_staging_dir", None)
+        return str(staging) if staging is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Write ``checkpoint-N`` into ``checkpoint-N.tmp/``, then publish it atomically and prune old ones."""
+        run_dir = Path(super()._get_output_dir(trial))
+        final = run_dir / f"checkpoint-{self.state.global_step}"
+        staging = checkpointing.partial_path(final)
+        if self.args.should_save:
+            checkpointing.prepare_partial(final)
+        self.accelerator.wait_for_everyone()
+        self._staging_dir = staging
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_dir = None
+        if self.args.should_save:
+            checkpointing.save_callback_states(self.callback_handler.callbacks, staging / final.name)
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            checkpointing.publish_directory(staging / final.name, final)
+            staging.rmdir()
+            checkpointing.prune_checkpoints(run_dir, self.args.save_total_limit)
+        self.accelerator.wait_for_everyone()
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """Model (safetensors) and processor; the training arguments as JSON, not as a pickled ``.bin``."""
+        if not self.args.should_save:
+            return
+        output_dir = Path(output_dir if output_dir is not None else self.args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir, state_dict=state_dict)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        (output_dir / "training_args.json").write_text(self.args.to_json_string())
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        path = checkpointing.rng_states_file(output_dir, self.args.process_index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        checkpointing.save_rng_states(path, {})
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        if checkpoint is not None:
+            path = checkpointing.rng_states_file(checkpoint, self.args.process_index)
+            if path.is_file():
+                checkpointing.load_rng_states(path, {})
+
+    # Loss
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         triplet = forward_triplet(model, self.anchor_model, inputs)

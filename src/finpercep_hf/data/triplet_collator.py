@@ -4,11 +4,15 @@ Every random choice (crop box, scale, flip, colour jitter) is drawn once per row
 ``image_gt``, ``image_sr``, ``image_syn``, ``mask`` and ``pdm_target``, so the triplet stays pixel-aligned. Colour
 jitter changes the images only (``pdm_target`` describes the SR defects, which a global colour change does not
 alter).
+
+Randomness never comes from the global RNG: a row carrying ``sample_seed`` (from a `SeededDataset` fed by an
+`EpochShuffleSampler`, as the RM trainer does) draws from a generator seeded with it, so a resumed run augments
+exactly as an uninterrupted one; other rows draw from the collator's own generator seeded with ``seed``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -40,14 +44,27 @@ class FinPercepTripletCollator:
         scale_range: the crop side before resizing to ``S`` is ``U(scale_range) * min(H, W)`` (at least ``S``
             when the row is large enough), so artifacts are seen at several scales.
         jitter: maximum relative change of brightness, contrast and saturation.
+        seed: seed of the collator's generator, used for rows without a ``sample_seed``.
     """
 
     crop_size: int | None = 128
     augment: bool = True
     scale_range: tuple[float, float] = (0.6, 1.0)
     jitter: float = 0.1
+    seed: int = 0
+    rng: torch.Generator = field(init=False, repr=False, compare=False)
 
-    def _box(self, height: int, width: int) -> tuple[int, int, int]:
+    def __post_init__(self):
+        if self.crop_size is not None and self.crop_size < 1:
+            raise ValueError(f"crop_size must be >= 1 or None, got {self.crop_size}.")
+        low, high = self.scale_range
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"scale_range must satisfy 0 < low <= high <= 1, got {self.scale_range}.")
+        if not 0 <= self.jitter < 1:
+            raise ValueError(f"jitter must be in [0, 1), got {self.jitter}.")
+        self.rng = torch.Generator().manual_seed(self.seed)
+
+    def _box(self, height: int, width: int, rng: torch.Generator) -> tuple[int, int, int]:
         short = min(height, width)
         if self.crop_size is None:
             return 0, 0, short
@@ -55,14 +72,14 @@ class FinPercepTripletCollator:
             side = min(short, self.crop_size)
             return (height - side) // 2, (width - side) // 2, side
         low, high = self.scale_range
-        side = int(round(short * (low + (high - low) * torch.rand(()).item())))
+        side = int(round(short * (low + (high - low) * torch.rand((), generator=rng).item())))
         side = max(min(self.crop_size, short), min(side, short))
-        top = int(torch.randint(0, height - side + 1, ()).item())
-        left = int(torch.randint(0, width - side + 1, ()).item())
+        top = int(torch.randint(0, height - side + 1, (), generator=rng).item())
+        left = int(torch.randint(0, width - side + 1, (), generator=rng).item())
         return top, left, side
 
-    def _jitter(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
-        factors = 1 + (torch.rand(3) * 2 - 1) * self.jitter
+    def _jitter(self, images: list[torch.Tensor], rng: torch.Generator) -> list[torch.Tensor]:
+        factors = 1 + (torch.rand(3, generator=rng) * 2 - 1) * self.jitter
         brightness, contrast, saturation = factors.tolist()
         jittered = []
         for image in images:
@@ -79,7 +96,8 @@ class FinPercepTripletCollator:
         height, width = tensors[0].shape[-2:]
         if any(t.shape[-2:] != (height, width) for t in tensors + maps):
             raise ValueError(f"row {row.get('source_id', '?')}: images, mask and pdm_target differ in size.")
-        top, left, side = self._box(height, width)
+        rng = torch.Generator().manual_seed(row["sample_seed"]) if "sample_seed" in row else self.rng
+        top, left, side = self._box(height, width, rng)
         if self.crop_size is not None:
             tensors = [t[:, top : top + side, left : left + side] for t in tensors]
             maps = [m[:, top : top + side, left : left + side] for m in maps]
@@ -94,10 +112,10 @@ class FinPercepTripletCollator:
                 maps[0] = F.interpolate(maps[0][None], size=size, mode="nearest")[0]
                 maps[1] = F.interpolate(maps[1][None], size=size, mode="bilinear", align_corners=False)[0].clamp(0, 1)
         if self.augment:
-            if torch.rand(()) < 0.5:
+            if torch.rand((), generator=rng) < 0.5:
                 tensors = [t.flip(-1) for t in tensors]
                 maps = [m.flip(-1) for m in maps]
-            tensors = self._jitter(tensors)
+            tensors = self._jitter(tensors, rng)
         return dict(zip(IMAGE_COLUMNS, tensors)) | {"mask": maps[0], "pdm_target": maps[1]}
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:

@@ -1,0 +1,146 @@
+"""What the generator RL benchmarks (``bench_refl.py``, ``bench_rl.py``) share: their common flags, the trainer-loop
+step timer and the pieces every RL benchmark trains (random generator, frozen stage-1 RM, random LR/HR data)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import CLIPVisionConfig, TrainerCallback
+
+from ..generators import (
+    ControlNetSRGenerator,
+    FeedForwardSRGenerator,
+    OneStepSRGenerator,
+    SDUpscalerGenerator,
+    build_sd_upscaler_pipeline,
+)
+from ..generators.random_families import build_controlnet_sr_pipeline, build_feed_forward_network, build_sd_pipeline
+from ..models import FinPercepConfig, FinPercepRewardModel
+
+RM_VISION = {
+    "tiny": dict(hidden_size=32, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, patch_size=8),
+    "x4": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16),
+}
+DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+GENERATOR_FAMILIES = ("sd_upscaler", "controlnet_sr", "one_step", "feed_forward")
+
+
+@dataclass
+class RLBenchmarkArguments:
+    """Flags every generator RL benchmark takes."""
+
+    device: str = field(default="cpu", metadata={"help": "Where to run.", "choices": ("cpu", "cuda")})
+    dtype: str = field(default="fp32", metadata={"help": "Mixed precision of the run.", "choices": tuple(DTYPES)})
+    size: str = field(
+        default="tiny",
+        metadata={
+            "help": "Generator and RM size ('x4': the SD-x4-upscaler UNet, a ViT-B/16 RM).",
+            "choices": ("tiny", "x4"),
+        },
+    )
+    batch_size: int = field(default=1, metadata={"help": "LR images per update."})
+    lr_size: int = field(default=16, metadata={"help": "LR side (SR side is 4x)."})
+    num_inference_steps: int = field(default=8, metadata={"help": "Sampling length T."})
+    steps: int = field(default=3, metadata={"help": "Timed trainer updates (after one warm-up update)."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Checkpoint UNet and VAE."})
+    output: Path | None = field(default=None, metadata={"help": "Also write the table to this file."})
+
+    def __post_init__(self):
+        if min(self.batch_size, self.lr_size, self.num_inference_steps, self.steps) < 1:
+            raise ValueError("batch_size, lr_size, num_inference_steps and steps must be >= 1.")
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued CUDA work (timings end when the work does); no-op elsewhere."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+class StepTimer(TrainerCallback):
+    """Wall time (ms) of each optimizer update of the trainer's own loop, and the CUDA peak memory (GiB) of each."""
+
+    def __init__(self, device: str):
+        self.device, self.times, self.peaks, self.start = device, [], [], 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        synchronize(self.device)
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        synchronize(self.device)
+        self.times.append((time.perf_counter() - self.start) * 1000)
+        if self.device == "cuda":
+            self.peaks.append(torch.cuda.max_memory_allocated() / 2**30)
+
+
+def build_generator(family: str, size: str, num_inference_steps: int):
+    """A random generator of ``family`` (one of ``GENERATOR_FAMILIES``; ``size="x4"`` exists for the SD-x4 upscaler
+    only, the other families are tiny)."""
+    if family not in GENERATOR_FAMILIES:
+        raise ValueError(f"family must be one of {GENERATOR_FAMILIES}, got {family!r}.")
+    if family != "sd_upscaler" and size != "tiny":
+        raise ValueError(f"size {size!r} is available for the sd_upscaler family only.")
+    if family == "sd_upscaler":
+        pipeline = build_sd_upscaler_pipeline(size)
+        return SDUpscalerGenerator.from_pipeline(pipeline, num_inference_steps=num_inference_steps)
+    if family == "controlnet_sr":
+        pipeline = build_controlnet_sr_pipeline()
+        return ControlNetSRGenerator.from_pipeline(pipeline, num_inference_steps=num_inference_steps)
+    if family == "one_step":
+        return OneStepSRGenerator.from_pipeline(build_sd_pipeline())
+    return FeedForwardSRGenerator(build_feed_forward_network("ESRGAN"))
+
+
+def build_components(
+    args: RLBenchmarkArguments, output_dir: str, family: str = "sd_upscaler"
+) -> tuple[SDUpscalerGenerator, FinPercepRewardModel, list[dict], dict]:
+    """The pieces every RL benchmark shares: a random generator of ``family``, frozen stage-1 RM, random LR/HR data
+    (``image_lr`` (3, l, l) and ``image_gt`` (3, 4l, 4l) in [0, 1]) and the `GeneratorTrainerConfig` loop settings."""
+    generator = build_generator(family, args.size, args.num_inference_steps)
+    torch.manual_seed(0)
+    config = FinPercepConfig(vision_config=CLIPVisionConfig(**RM_VISION[args.size]), projection_dim=64, stage=1)
+    rm = FinPercepRewardModel(config).eval().requires_grad_(False)
+    hr = args.lr_size * generator.scale
+    dataset = [
+        {"image_lr": torch.rand(3, args.lr_size, args.lr_size), "image_gt": torch.rand(3, hr, hr)}
+        for _ in range(args.batch_size * (args.steps + 2))
+    ]
+    common = dict(
+        output_dir=output_dir,
+        train_batch_size=args.batch_size,
+        gradient_accumulation_steps=1,
+        max_train_steps=args.steps + 1,
+        num_inference_steps=args.num_inference_steps,
+        checkpointing_steps=10**9,
+        validation_steps=0,
+        report_to="none",
+        mixed_precision=DTYPES[args.dtype],
+        gradient_checkpointing=args.gradient_checkpointing,
+    )
+    return generator, rm, dataset, common
+
+
+def write_report(report: str, output: Path | None) -> None:
+    """Print the result table and, with ``output``, write it there too."""
+    print(report)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(report + "\n")
+
+
+__all__ = [
+    "DTYPES",
+    "GENERATOR_FAMILIES",
+    "RM_VISION",
+    "RLBenchmarkArguments",
+    "StepTimer",
+    "build_components",
+    "build_generator",
+    "synchronize",
+    "write_report",
+]
