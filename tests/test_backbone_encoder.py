@@ -34,10 +34,11 @@ def test_backbone_rm_shapes_ranges_and_pyramid():
     model = make_backbone_rm(stage=1)
     assert isinstance(model.encoder, FinPercepBackboneIQAEncoder) and model.encoder.patch_size == 32
     assert model.config.encoder_feature_channels == (8, 16, 24, 32)
-    out = model(torch.rand(2, 3, 70, 90), output_feature_maps=True)
-    assert out.global_score.shape == (2,) and out.pdm.shape == (2, 1, 70, 90)
+    assert model(torch.rand(2, 3, 70, 90)).pdm.shape == (2, 1, 70, 90)
+    out = model(torch.rand(2, 3, 96, 96), output_feature_maps=True)
+    assert out.global_score.shape == (2,) and out.pdm.shape == (2, 1, 96, 96)
     assert 0 < out.global_score.min() and out.global_score.max() < 1 and 0 <= out.pdm.min() and out.pdm.max() <= 1
-    # The padded 96x96 input gives a pyramid at 1/4 .. 1/32 with the configured channels.
+    # A pyramid at 1/4 .. 1/32 of the input with the configured channels.
     assert [tuple(grid.shape[1:]) for grid in out.feature_maps] == [(8, 24, 24), (16, 12, 12), (24, 6, 6), (32, 3, 3)]
     # The coupled head starts as the identity on the score (zero-initialised last layer).
     torch.testing.assert_close(out.global_score, out.base_score, atol=1e-6, rtol=0)
@@ -107,7 +108,7 @@ def test_backbone_rm_in_pipeline_and_cli_score(tmp_path, skimage_photos, capsys)
     images = tmp_path / "images"
     images.mkdir()
     skimage_photos["chelsea"].save(images / "chelsea.png")
-    code = main(["score", str(images), "--model", str(model_dir), "--out", str(tmp_path / "out")])
+    code = main(["score", "--images", str(images), "--model", str(model_dir), "--out", str(tmp_path / "out")])
     assert code == 0
     [line] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert 0 <= line["pdm_mean"] <= line["pdm_max"] <= 1 and 0 <= line["score"] <= 1

@@ -35,9 +35,9 @@ def small_config(**overrides) -> QuickstartConfig:
 
 
 def test_quickstart_end_to_end_small_without_learning_fails_the_learning_check(tmp_path):
-    # Learning rate 0 everywhere (RM_0 pre-training and the stages): every table is written, and the learning
-    # check that the fast budget passes (test below) fails.
-    config = small_config(learning_rate=0.0, pretrain_learning_rate=0.0)
+    # Learning rate 0 for RM_0's pre-training and 1e-12 for the stages (the trainer rejects 0): every table is
+    # written, and the learning check fails.
+    config = small_config(learning_rate=1e-12, pretrain_learning_rate=0.0)
     messages = []
     report = run_quickstart(tmp_path, config, log=messages.append)
     text = report.read_text()
