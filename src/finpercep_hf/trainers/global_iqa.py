@@ -163,7 +163,10 @@ def pretrain_global_iqa(
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.learning_rate, total_steps=max(config.steps, 1), pct_start=0.1
+        optimizer,
+        max_lr=config.learning_rate,
+        total_steps=max(config.steps, 1),
+        pct_start=max(0.1, 2 / max(config.steps, 1)),
     )
     model.train()
     history, window = [], []
