@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from tests.test_backbone_encoder import make_backbone_rm
+from test_backbone_encoder import make_backbone_rm
 
 from finpercep_hf.data.artifacts import ARTIFACT_FAMILIES, ARTIFACT_KINDS, kinds_without
 from finpercep_hf.data.photos import available_photos, load_bundled_photo
