@@ -31,6 +31,7 @@ from argparse import RawDescriptionHelpFormatter
 from dataclasses import dataclass, field
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from finpercep_hf import FinPercepConfig, FinPercepRewardModel
@@ -60,6 +61,9 @@ class BenchRMArguments:
         metadata={"help": "eager and/or torch.compile modes (default, max-autotune-no-cudagraphs, ...), in turn."},
     )
     threads: int | None = field(default=None, metadata={"help": "torch.set_num_threads (CPU)."})
+    count_flops: bool = field(
+        default=False, metadata={"help": "Print each model's forward FLOPs (machine-independent) instead of timing."}
+    )
     max_pixels: int | None = field(
         default=None, metadata={"help": "Skip batch*H*W above this (e.g. to keep a CPU run short)."}
     )
@@ -157,6 +161,14 @@ def compiled(models: dict[str, torch.nn.Module], mode: str) -> dict[str, torch.n
     return {name: torch.compile(model, mode=mode, fullgraph=True, dynamic=False) for name, model in models.items()}
 
 
+def forward_gflop(model: torch.nn.Module, pixel_values: torch.Tensor) -> float:
+    """FLOPs of one no-grad forward, counted by `torch.utils.flop_counter` (matmuls, convolutions, attention)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        run_once(model, pixel_values, False, None)
+    return counter.get_total_flops() / 1e9
+
+
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):8.1f} [{min(values):.0f}-{max(values):.0f}]"
 
@@ -182,6 +194,15 @@ def main() -> None:
                 if args.max_pixels and batch * size * size > args.max_pixels:
                     continue
                 pixel_values = torch.rand(batch, 3, size, size, device=device)
+                if args.count_flops:
+                    flops = {name: forward_gflop(model, pixel_values) for name, model in eager_models.items()}
+                    for name, gflop in flops.items():
+                        print(
+                            f"{model_size:8} {size:4d} {batch:5d} {name:10} {gflop:9.2f} GFLOP forward, "
+                            f"{gflop / flops['CLIP tower']:.3f}x (a)",
+                            flush=True,
+                        )
+                    continue
                 eager_tower_ms = None
                 for mode in args.compile_modes:
                     models = compiled(eager_models, mode)

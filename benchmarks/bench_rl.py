@@ -25,8 +25,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 from argparse import RawDescriptionHelpFormatter
 from dataclasses import dataclass, field
@@ -36,7 +34,13 @@ from unittest import mock
 import torch
 
 from finpercep_hf.scripting import parse_arguments
-from finpercep_hf.scripting.benchmarking import RLBenchmarkArguments, StepTimer, build_components, write_report
+from finpercep_hf.scripting.benchmarking import (
+    RLBenchmarkArguments,
+    StepTimer,
+    build_components,
+    run_methods_in_subprocesses,
+    write_report,
+)
 from finpercep_hf.trainers import (
     DiffusionDPOConfig,
     DiffusionDPOTrainer,
@@ -51,6 +55,13 @@ METHODS = ("refl", "dpo", "grpo")
 
 @dataclass
 class BenchRLArguments(RLBenchmarkArguments):
+    family: str = field(
+        default="sd_upscaler",
+        metadata={
+            "help": "Generator family: sd_upscaler or flow (FlowSRGenerator).",
+            "choices": ("sd_upscaler", "flow"),
+        },
+    )
     candidates: int = field(default=4, metadata={"help": "DPO candidates / GRPO group size K."})
     rounds: int = field(default=2, metadata={"help": "Times the three methods run in turn."})
     method: str | None = field(
@@ -70,7 +81,7 @@ def resident_mib() -> float:
 
 
 def build_trainer(method: str, args: BenchRLArguments, output_dir: str, timer: StepTimer):
-    generator, rm, dataset, common = build_components(args, output_dir)
+    generator, rm, dataset, common = build_components(args, output_dir, family=args.family)
     if method == "refl":
         trainer_class, config = (
             REFLTrainer,
@@ -118,22 +129,17 @@ def main() -> None:
         print("BENCH_RL " + json.dumps(run_method(args.method, args)))
         return
 
-    forwarded = [arg for arg in sys.argv[1:] if not arg.startswith("--output")]
-    if args.output is not None:
-        forwarded = [arg for arg in forwarded if arg != str(args.output)]
     results: dict[str, list[dict]] = {method: [] for method in METHODS}
     for _ in range(args.rounds):
-        for method in METHODS:
-            command = [sys.executable, __file__, *forwarded, "--method", method]
-            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-            line = next(line for line in output.splitlines() if line.startswith("BENCH_RL "))
-            results[method].append(json.loads(line.removeprefix("BENCH_RL ")))
+        for method, result in run_methods_in_subprocesses(__file__, METHODS, "BENCH_RL", args.output).items():
+            results[method].append(result)
 
     ms = {method: statistics.median(r["ms"] for r in runs) for method, runs in results.items()}
     peak = {method: statistics.median(r["peak_mib"] for r in runs) for method, runs in results.items()}
     memory = "CUDA max_memory_allocated" if args.device == "cuda" else "CPU resident-set growth over the built models"
     lines = [
-        f"bench_rl: device={args.device} dtype={args.dtype} size={args.size} batch={args.batch_size} "
+        f"bench_rl: family={args.family} device={args.device} dtype={args.dtype} size={args.size} "
+        f"batch={args.batch_size} "
         f"LR {args.lr_size}->{args.lr_size * 4} T={args.num_inference_steps} K={args.candidates} "
         f"gradient_checkpointing={args.gradient_checkpointing} torch={torch.__version__} "
         f"threads={torch.get_num_threads()} rounds={args.rounds} steps={args.steps}",

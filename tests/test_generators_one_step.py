@@ -114,7 +114,7 @@ def test_grpo_is_noise_injected_one_step_sampling_and_dpo_refuses(generator, tmp
         num_samples_per_image=3, num_inference_steps=1, kl_beta=0.1, **trainer_options(tmp_path)
     )
     trainer = DiffusionGRPOTrainer(generator, reward=brightness, args=args, train_dataset=dataset)
-    assert trainer.sampling_scheduler.timesteps.tolist() == [999]
+    assert trainer.policy.timesteps.tolist() == [999]
     perturb_lora(generator.unet)
     rollout = trainer.rollout(torch.rand(1, 3, 8, 8), rng=torch.Generator().manual_seed(0))
     assert rollout.log_probs.shape == (3, 1) and torch.isfinite(rollout.log_probs).all()

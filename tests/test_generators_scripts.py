@@ -1,6 +1,8 @@
 """`accelerate launch --num_processes 2 --cpu training_scripts/train_refl.py` per generator family (ControlNet SR,
 one-step SR, feed-forward SR): family detected from the checkpoint, a CCL stage switch, resume from ``latest``."""
 
+import json
+
 import pytest
 import torch
 from diffusers import ControlNetModel
@@ -64,7 +66,7 @@ def test_two_process_refl_per_family_switches_stage_and_resumes(
     assert "checkpoint-2 at step 2" in resumed.stdout
 
     assert sorted(p.name for p in output_dir.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-4"]
-    callback_state = torch.load(output_dir / "checkpoint-4" / "custom_checkpoint_0.pkl", weights_only=False)
+    callback_state = json.loads((output_dir / "checkpoint-4" / "callback_state.json").read_text())["CCLRewardCallback"]
     assert [(s["step"], s["stage"]) for s in callback_state["switches"]] == [(0, 0), (3, 1)]
     assert (output_dir / "validation" / "step-4" / "0_panel.png").is_file()
     if family == "controlnet_sr":

@@ -233,11 +233,11 @@ def test_diffusers_default_ddim_config_with_v_prediction_trains(tmp_path):
         gradient_accumulation_steps=1, validation_steps=0, report_to="none",
     )  # fmt: skip
     trainer = DiffusionGRPOTrainer(generator, reward=brightness, args=config, train_dataset=dataset)
-    assert trainer.sampling_scheduler.config.set_alpha_to_one
-    assert trainer.policy_step == [True, True, True, False]
+    assert trainer.policy.scheduler.config.set_alpha_to_one
+    assert trainer.policy.stochastic == [True, True, True, False]
     rollout = trainer.rollout(dataset.image_lr)
     assert rollout.log_probs.shape == (8, 3) and torch.isfinite(rollout.log_probs).all()
-    assert rollout.timesteps.tolist() == trainer.sampling_scheduler.timesteps[:3].tolist()
+    assert rollout.timesteps.tolist() == trainer.policy.timesteps[:3].tolist()
     loss, logs = trainer.training_step({"image_lr": dataset.image_lr})
     assert torch.isfinite(loss) and "reward_mean" in logs
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.generator.trainable_parameters())

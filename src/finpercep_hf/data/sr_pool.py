@@ -119,6 +119,26 @@ class DiffusersSR:
         return images.float().cpu().clamp(0, 1)  # output_type="pt": (B, 3, H, W) in [0, 1]
 
 
+def import_object(spec: str, what: str = "spec"):
+    """The object named by ``"path/to/module.py:Name"`` or ``"package.module:Name"`` (a file is executed as a module
+    named ``finpercep_user_<stem>``). Errors name ``what`` and the spec."""
+    module_name, _, name = spec.rpartition(":")
+    if not module_name or not name:
+        raise ValueError(f"{what} must be 'module.py:Name' or 'package.module:Name', got {spec!r}.")
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        if not path.is_file():
+            raise FileNotFoundError(f"{what} {spec!r}: no such file {path}.")
+        module_spec = importlib.util.spec_from_file_location(f"finpercep_user_{path.stem}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
+    if not hasattr(module, name):
+        raise ValueError(f"{what} {spec!r}: {module_name} has no attribute {name!r}.")
+    return getattr(module, name)
+
+
 class AdapterSR:
     """Wraps a user class given as ``"path/to/module.py:Class"`` or ``"package.module:Class"``.
 
@@ -128,21 +148,7 @@ class AdapterSR:
     """
 
     def __init__(self, spec: str) -> None:
-        module_name, _, class_name = spec.rpartition(":")
-        if not module_name or not class_name:
-            raise ValueError(f"SR adapter spec must be 'module.py:Class' or 'package.module:Class', got {spec!r}.")
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            if not path.is_file():
-                raise FileNotFoundError(f"SR adapter spec {spec!r}: no such file {path}.")
-            module_spec = importlib.util.spec_from_file_location(f"finpercep_sr_adapter_{path.stem}", path)
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
-        if not hasattr(module, class_name):
-            raise ValueError(f"SR adapter spec {spec!r}: {module_name} has no attribute {class_name!r}.")
-        self.model = getattr(module, class_name)()
+        self.model = import_object(spec, what="SR adapter spec")()
         self.name = str(getattr(self.model, "name", spec))
         self.artifact_kind = str(getattr(self.model, "artifact_kind", "sr_model"))
         self._takes_generator = "generator" in inspect.signature(self.model.__call__).parameters
@@ -192,4 +198,4 @@ class SRPool:
         return self.models[torch.multinomial(self.weights, 1, generator=generator).item()]
 
 
-__all__ = ["AdapterSR", "ClassicalUpsampler", "DiffusersSR", "SRModel", "SRPool", "load_sr_model"]
+__all__ = ["AdapterSR", "ClassicalUpsampler", "DiffusersSR", "SRModel", "SRPool", "import_object", "load_sr_model"]

@@ -2,6 +2,7 @@ from .base import DirectSRGenerator, SRCondition, SRGenerator, SRSample
 from .controlnet_sr import ControlNetSRGenerator
 from .feed_forward import FeedForwardSRGenerator
 from .fidelity import FidelityConfig
+from .flow_sd3 import FlowSRGenerator
 from .latent_diffusion import LORA_WEIGHT_NAME, LatentDiffusionSRGenerator
 from .loading import GENERATOR_LOADERS, detect_generator_type, load_generator, register_generator_type
 from .one_step import OneStepSRGenerator
@@ -15,6 +16,7 @@ __all__ = [
     "DirectSRGenerator",
     "FeedForwardSRGenerator",
     "FidelityConfig",
+    "FlowSRGenerator",
     "LatentDiffusionSRGenerator",
     "OneStepSRGenerator",
     "SDUpscalerGenerator",

@@ -4,7 +4,8 @@ How the family is found (``generator_type=None``):
 
 * a diffusers pipeline directory or Hub id: the ``_class_name`` of its ``model_index.json``
   (`StableDiffusionUpscalePipeline` -> ``sd_upscaler``, `StableDiffusionControlNetPipeline` -> ``controlnet_sr``,
-  `StableDiffusionPipeline` -> ``one_step``);
+  `StableDiffusionPipeline` -> ``one_step``, `StableDiffusion3Pipeline` / `StableDiffusion3ControlNetPipeline` ->
+  ``flow``);
 * a weights file (``.pth``, ``.pt``, ``.safetensors``, ``.ckpt``, ``.bin``) or a directory with ``model.safetensors``
   and no ``model_index.json``: a feed-forward network whose architecture spandrel detects (``feed_forward``);
 * ``path/to/module.py:Name`` or ``package.module:Name``: ``Name()`` is called; an ``nn.Module`` result is wrapped as
@@ -26,6 +27,7 @@ from typing import Any
 
 from torch import nn
 
+from ..data.sr_pool import import_object
 from .fidelity import FidelityConfig
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin")
@@ -47,19 +49,23 @@ GENERATOR_LOADERS: dict[str, Callable[..., Any]] = {
     "controlnet_sr": lazy_from_pretrained("controlnet_sr", "ControlNetSRGenerator"),
     "one_step": lazy_from_pretrained("one_step", "OneStepSRGenerator"),
     "feed_forward": lazy_from_pretrained("feed_forward", "FeedForwardSRGenerator"),
+    "flow": lazy_from_pretrained("flow_sd3", "FlowSRGenerator"),
 }
 GENERATOR_OPTIONS: dict[str, tuple[str, ...]] = {
     "sd_upscaler": ("prompt", "noise_level"),
     "controlnet_sr": ("prompt", "controlnet", "trainable"),
     "one_step": ("prompt", "fidelity"),
     "feed_forward": ("fidelity",),
+    "flow": ("prompt", "controlnet", "prompt_embeds_file", "transformer_class"),
 }
 OPTION_DEFAULTS = {"fidelity": FidelityConfig()}
-MULTI_STEP_TYPES = ["sd_upscaler", "controlnet_sr"]
+MULTI_STEP_TYPES = ["sd_upscaler", "controlnet_sr", "flow"]
 PIPELINE_CLASS_TYPES = {
     "StableDiffusionUpscalePipeline": "sd_upscaler",
     "StableDiffusionControlNetPipeline": "controlnet_sr",
     "StableDiffusionPipeline": "one_step",
+    "StableDiffusion3Pipeline": "flow",
+    "StableDiffusion3ControlNetPipeline": "flow",
 }
 
 
@@ -109,22 +115,6 @@ def detect_generator_type(name_or_path: str) -> str:
     return PIPELINE_CLASS_TYPES[class_name]
 
 
-def _import_object(reference: str):
-    """``path/to/module.py:Name`` or ``package.module:Name`` -> the object ``Name``."""
-    module_name, _, attribute = reference.rpartition(":")
-    if module_name.endswith(".py"):
-        spec = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
-        if spec is None or not Path(module_name).is_file():
-            raise FileNotFoundError(f"no Python file {module_name}")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(module_name)
-    if not hasattr(module, attribute):
-        raise ValueError(f"{module_name} has no attribute {attribute!r}.")
-    return getattr(module, attribute)
-
-
 def _is_code_reference(name_or_path: str) -> bool:
     module, separator, attribute = name_or_path.rpartition(":")
     return bool(separator and module and attribute.isidentifier() and not Path(name_or_path).exists())
@@ -142,7 +132,7 @@ def load_generator(name_or_path: str, generator_type: str | None = None, **kwarg
     if generator_type is not None and generator_type not in GENERATOR_LOADERS:
         raise ValueError(f"generator_type must be one of {sorted(GENERATOR_LOADERS)}, got {generator_type!r}.")
     if generator_type is None and _is_code_reference(name_or_path):
-        built = _import_object(name_or_path)()
+        built = import_object(name_or_path, what="generator")()
         if isinstance(built, nn.Module):
             from .feed_forward import FeedForwardSRGenerator
 

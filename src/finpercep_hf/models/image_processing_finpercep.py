@@ -78,7 +78,7 @@ class FinPercepImageProcessor(BaseImageProcessor):
         do_resize (`bool`, *optional*, defaults to `False`): resize so that the short side is ``shortest_edge``.
         shortest_edge (`int`, *optional*, defaults to 512): target short side when resizing (aspect kept).
         do_pad (`bool`, *optional*, defaults to `False`): pad right/bottom by edge replication to a multiple of
-            ``pad_multiple`` (the model pads internally anyway; padding here lets differently sized crops batch).
+            ``pad_multiple`` (padding lets differently sized crops batch; the model itself needs none).
         pad_multiple (`int`, *optional*, defaults to 16): the patch size to pad to.
     """
 

@@ -3,6 +3,9 @@ step timer and the pieces every RL benchmark trains (random generator, frozen st
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +20,7 @@ from ..generators import (
     SDUpscalerGenerator,
     build_sd_upscaler_pipeline,
 )
+from ..generators.flow_random_init import build_flow_sr_generator
 from ..generators.random_families import build_controlnet_sr_pipeline, build_feed_forward_network, build_sd_pipeline
 from ..models import FinPercepConfig, FinPercepRewardModel
 
@@ -25,7 +29,9 @@ RM_VISION = {
     "x4": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16),
 }
 DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
-GENERATOR_FAMILIES = ("sd_upscaler", "controlnet_sr", "one_step", "feed_forward")
+GENERATOR_FAMILIES = ("sd_upscaler", "controlnet_sr", "one_step", "feed_forward", "flow")
+FAMILY_SIZES = {"sd_upscaler": ("tiny", "x4"), "flow": ("tiny", "sd35-medium")}
+RM_SIZES = {"tiny": "tiny", "x4": "x4", "sd35-medium": "x4"}
 
 
 @dataclass
@@ -37,8 +43,9 @@ class RLBenchmarkArguments:
     size: str = field(
         default="tiny",
         metadata={
-            "help": "Generator and RM size ('x4': the SD-x4-upscaler UNet, a ViT-B/16 RM).",
-            "choices": ("tiny", "x4"),
+            "help": "Generator and RM size ('x4': the SD-x4-upscaler UNet, 'sd35-medium': SD3.5-medium's DiT for the "
+            "flow family; both with a ViT-B/16 RM).",
+            "choices": ("tiny", "x4", "sd35-medium"),
         },
     )
     batch_size: int = field(default=1, metadata={"help": "LR images per update."})
@@ -79,12 +86,14 @@ class StepTimer(TrainerCallback):
 
 
 def build_generator(family: str, size: str, num_inference_steps: int):
-    """A random generator of ``family`` (one of ``GENERATOR_FAMILIES``; ``size="x4"`` exists for the SD-x4 upscaler
-    only, the other families are tiny)."""
+    """A random generator of ``family`` (one of ``GENERATOR_FAMILIES``; ``size`` "x4" exists for the SD-x4 upscaler,
+    "sd35-medium" for the flow family, the other families are tiny)."""
     if family not in GENERATOR_FAMILIES:
         raise ValueError(f"family must be one of {GENERATOR_FAMILIES}, got {family!r}.")
-    if family != "sd_upscaler" and size != "tiny":
-        raise ValueError(f"size {size!r} is available for the sd_upscaler family only.")
+    if size not in FAMILY_SIZES.get(family, ("tiny",)):
+        raise ValueError(f"size {size!r} is not available for the {family} family.")
+    if family == "flow":
+        return build_flow_sr_generator(size, num_inference_steps=num_inference_steps)
     if family == "sd_upscaler":
         pipeline = build_sd_upscaler_pipeline(size)
         return SDUpscalerGenerator.from_pipeline(pipeline, num_inference_steps=num_inference_steps)
@@ -103,7 +112,8 @@ def build_components(
     (``image_lr`` (3, l, l) and ``image_gt`` (3, 4l, 4l) in [0, 1]) and the `GeneratorTrainerConfig` loop settings."""
     generator = build_generator(family, args.size, args.num_inference_steps)
     torch.manual_seed(0)
-    config = FinPercepConfig(vision_config=CLIPVisionConfig(**RM_VISION[args.size]), projection_dim=64, stage=1)
+    vision_config = CLIPVisionConfig(**RM_VISION[RM_SIZES[args.size]])
+    config = FinPercepConfig(vision_config=vision_config, projection_dim=64, stage=1)
     rm = FinPercepRewardModel(config).eval().requires_grad_(False)
     hr = args.lr_size * generator.scale
     dataset = [
@@ -125,6 +135,19 @@ def build_components(
     return generator, rm, dataset, common
 
 
+def run_methods_in_subprocesses(script: str, methods: tuple[str, ...], tag: str, output: Path | None) -> dict:
+    """Run ``script`` once per method with this process's arguments (minus ``--output``) plus ``--method``; each run
+    prints one ``TAG {json}`` line, returned per method (each method's peak memory is its own process's)."""
+    forwarded = [arg for arg in sys.argv[1:] if not arg.startswith("--output") and arg != str(output)]
+    results = {}
+    for method in methods:
+        command = [sys.executable, script, *forwarded, "--method", method]
+        lines = subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()
+        line = next(line for line in lines if line.startswith(tag + " "))
+        results[method] = json.loads(line.removeprefix(tag + " "))
+    return results
+
+
 def write_report(report: str, output: Path | None) -> None:
     """Print the result table and, with ``output``, write it there too."""
     print(report)
@@ -135,12 +158,15 @@ def write_report(report: str, output: Path | None) -> None:
 
 __all__ = [
     "DTYPES",
+    "FAMILY_SIZES",
     "GENERATOR_FAMILIES",
+    "RM_SIZES",
     "RM_VISION",
     "RLBenchmarkArguments",
     "StepTimer",
     "build_components",
     "build_generator",
+    "run_methods_in_subprocesses",
     "synchronize",
     "write_report",
 ]

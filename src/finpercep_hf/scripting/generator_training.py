@@ -53,6 +53,12 @@ class GeneratorScriptArguments:
     trainable: str | None = field(
         default=None, metadata={"help": f"controlnet_sr: the trained part, one of {TRAINABLE_PARTS} ('unet')."}
     )
+    prompt_embeds_file: str | None = field(
+        default=None, metadata={"help": "flow: cached prompt embeddings (written on first use; no text encoders)."}
+    )
+    transformer_class: str | None = field(
+        default=None, metadata={"help": "flow: your transformer class as 'module.py:Class' (e.g. DiT4SR's)."}
+    )
     # Offline Diffusion-DPO (``--preference_source offline``)
     chosen_column: str = field(default="image_syn", metadata={"help": "Offline DPO: the preferred image column."})
     rejected_column: str = field(default="image_sr", metadata={"help": "Offline DPO: the rejected image column."})
@@ -156,6 +162,8 @@ def train_generator(
         noise_level=script_args.noise_level,
         controlnet=script_args.controlnet,
         trainable=script_args.trainable,
+        prompt_embeds_file=script_args.prompt_embeds_file,
+        transformer_class=script_args.transformer_class,
         fidelity=fidelity,
     )
     schedule = CCLSchedule.from_string(script_args.reward_schedule)

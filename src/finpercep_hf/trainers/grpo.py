@@ -1,4 +1,5 @@
-"""GRPO for diffusion SR generators: DDIM (eta > 0) as the policy, group-relative advantages, PPO clipped surrogate.
+"""GRPO for diffusion SR generators: a stochastic sampler (DDIM or the flow SDE) as the policy, group-relative
+advantages, PPO clipped surrogate.
 
 DanceGRPO / DDPO style (https://huggingface.co/papers/2505.07818, https://huggingface.co/papers/2305.13301): for each
 LR image sample ``num_samples_per_image`` SR images with a stochastic DDIM sampler, storing the trajectory (latents,
@@ -16,14 +17,13 @@ is computed and the clipping never acts (on-policy GRPO, REINFORCE with group ba
 trains each rollout in ``n`` consecutive micro-batches, so that after an optimizer update the ratio departs from 1
 and the clipped surrogate limits the step, as PPO's inner epochs (the rollout buffer is not checkpointed).
 
-The sampler is a `DDIMScheduler` built from the generator's scheduler config (any DDIM-compatible one, e.g. the
-SD-x4 upscaler's own or diffusers' defaults), used with `ddim_step_with_logprob`. A step whose DDIM variance is 0
-(the last one under ``set_alpha_to_one=True``, which jumps to ``alpha = 1``) is deterministic: it is taken with the
-mean and is not a policy action (no log-probability, never trained). The trainer's ``rng`` draws all noise and
-the trained steps, so a resumed run repeats an uninterrupted one bit for bit (with ``rollout_reuse = 1``; a reuse
-buffer of older rollouts is not checkpointed). A flow-matching generator would use `flow_sde_step_with_logprob` the
-same way, but no flow-matching generator is wrapped yet, so the trainer supports DDPM-family (epsilon / sample / v)
-UNets.
+The policy comes from the generator (`stochastic_policy` in `generators/policy.py`): DDIM (``eta > 0``,
+`ddim_step_with_logprob`) over the generator's scheduler config for DDPM-family UNets such as the SD-x4 upscaler; the
+Flow-GRPO SDE (`flow_sde_step_with_logprob`, ``eta`` as its noise level) for flow-matching generators
+([`FlowSRGenerator`]). A DDIM step whose variance is 0 (the last one under ``set_alpha_to_one=True``, which jumps to
+``alpha = 1``) is deterministic: it is taken with the mean and is not a policy action (no log-probability, never
+trained). The trainer's ``rng`` draws all noise and the trained steps, so a resumed run repeats an uninterrupted one
+bit for bit (with ``rollout_reuse = 1``; a reuse buffer of older rollouts is not checkpointed).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
-from diffusers import DDIMScheduler
 
 from ..generators.base import SRCondition
-from ..generators.ddim_logprob import ddim_step_with_logprob, gaussian_kl
+from ..generators.ddim_logprob import gaussian_kl
+from ..generators.policy import stochastic_policy
 from .base import GeneratorTrainer, GeneratorTrainerConfig
 
 ADVANTAGE_STD_SCOPES = ("group", "global")
@@ -118,7 +118,10 @@ class DiffusionGRPOConfig(GeneratorTrainerConfig):
     # Rollouts
     num_samples_per_image: int = field(default=8, metadata={"help": "Samples K per LR image, one GRPO group (8)."})
     num_inference_steps: int = field(default=20, metadata={"help": "DDIM steps of a rollout (20)."})
-    eta: float = field(default=1.0, metadata={"help": "DDIM eta > 0 of the stochastic policy (1.0 = DDPM variance)."})
+    eta: float = field(
+        default=1.0,
+        metadata={"help": "DDIM eta > 0 (1.0 = DDPM variance); flow generators: the SDE noise level (Flow-GRPO 0.7)."},
+    )
     rollout_reuse: int = field(
         default=1, metadata={"help": "Micro-batches each rollout is trained in (PPO inner epochs; 1 = on-policy)."}
     )
@@ -177,7 +180,7 @@ class GRPORollout:
         latents: (N, T, C, h, w) x_t before each step.
         next_latents: (N, T, C, h, w) the sampled x_{t-1}.
         log_probs: (N, T) float32 log-probabilities of the steps under the sampling policy.
-        timesteps: (T,) long, the scheduler timesteps of the policy steps.
+        timesteps: (T,) the policy's timesteps of the stochastic steps (what the denoiser is called with).
         condition: the `SRCondition` of the N samples (the LR image and its noise level, shared within a group).
         rewards: (N,) float32 rewards of the final images.
         advantages: (N,) float32 clipped group-relative advantages.
@@ -223,18 +226,12 @@ class DiffusionGRPOTrainer(GeneratorTrainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.sampling_scheduler = DDIMScheduler.from_config(self.generator.scheduler.config)
-        self.sampling_scheduler.set_timesteps(self.args.num_inference_steps, device=self.accelerator.device)
-        self.policy_step = [self._ddim_variance(timestep) > 0 for timestep in self.sampling_scheduler.timesteps]
-        if not any(self.policy_step):
-            raise ValueError("the DDIM schedule has no stochastic step: raise num_inference_steps.")
+        self.policy = stochastic_policy(
+            self.generator, self.args.num_inference_steps, self.args.eta, device=self.accelerator.device
+        )
+        if not any(self.policy.stochastic):
+            raise ValueError("the sampling schedule has no stochastic step: raise num_inference_steps.")
         self.rollout_buffer: list[list] = []
-
-    def _ddim_variance(self, timestep: torch.Tensor) -> float:
-        """DDIM's ``(1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)`` of the step from ``timestep`` (0: no noise)."""
-        scheduler = self.sampling_scheduler
-        previous = int(timestep) - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
-        return float(scheduler._get_variance(int(timestep), previous))
 
     @torch.no_grad()
     def rollout(self, image_lr: torch.Tensor, rng: torch.Generator | None = None) -> GRPORollout:
@@ -243,19 +240,19 @@ class DiffusionGRPOTrainer(GeneratorTrainer):
 
         The advantages use the rewards of every process (``advantage_std="global"`` is global over all of them).
         """
-        args, generator, scheduler = self.args, self.generator, self.sampling_scheduler
+        args, generator, policy = self.args, self.generator, self.policy
         rng = self.rng if rng is None else rng
         condition = generator.encode_condition(image_lr, generator=rng).repeat(args.num_samples_per_image)
         latents = generator.prepare_latents(condition, generator=rng)
         steps = []
-        for timestep, is_policy_step in zip(scheduler.timesteps, self.policy_step):
+        for step_index, timestep in enumerate(policy.timesteps):
             model_output = generator.denoise(latents, timestep, condition)
-            if is_policy_step:
-                step = ddim_step_with_logprob(scheduler, model_output, timestep, latents, eta=args.eta, generator=rng)
+            if policy.stochastic[step_index]:
+                step = policy.step(model_output, step_index, latents, generator=rng)
                 steps.append((latents, step.prev_sample, step.log_prob))
                 latents = step.prev_sample
             else:
-                latents = scheduler.step(model_output, timestep, latents, eta=0.0).prev_sample
+                latents = policy.deterministic_step(model_output, step_index, latents)
         images = generator.decode(latents)
         rewards = self.reward(images, differentiable=False)
         all_rewards = self.accelerator.gather(rewards)
@@ -267,7 +264,7 @@ class DiffusionGRPOTrainer(GeneratorTrainer):
             latents=torch.stack([s[0] for s in steps], dim=1),
             next_latents=torch.stack([s[1] for s in steps], dim=1),
             log_probs=torch.stack([s[2] for s in steps], dim=1),
-            timesteps=scheduler.timesteps[torch.tensor(self.policy_step, device=scheduler.timesteps.device)].clone(),
+            timesteps=policy.timesteps[policy.stochastic_indices].clone(),
             condition=condition,
             rewards=rewards,
             advantages=all_advantages[start : start + rewards.shape[0]],
@@ -287,9 +284,8 @@ class DiffusionGRPOTrainer(GeneratorTrainer):
                 model_output = self.generator.denoise(latents, timesteps, rollout.condition)
         else:
             model_output = self.generator.denoise(latents, timesteps, rollout.condition)
-        return ddim_step_with_logprob(
-            self.sampling_scheduler, model_output, timesteps, latents, eta=self.args.eta, prev_sample=next_latents
-        )
+        schedule_index = self.policy.stochastic_indices.to(step_index.device)[step_index]
+        return self.policy.step(model_output, schedule_index, latents, prev_sample=next_latents)
 
     def unit_loss(self, rollout: GRPORollout, step_index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Clipped surrogate (+ ``kl_beta`` * KL to the reference) of one step per sample of ``rollout``."""
