@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from test_backbone_encoder import make_backbone_rm
 
 from finpercep_hf.data.artifacts import ARTIFACT_FAMILIES, ARTIFACT_KINDS, kinds_without
 from finpercep_hf.data.photos import available_photos, load_bundled_photo
@@ -16,6 +15,7 @@ from finpercep_hf.trainers.global_iqa import (
     random_crops,
     ranking_loss,
 )
+from test_backbone_encoder import make_backbone_rm
 
 
 def high_frequency_energy(image: torch.Tensor) -> float:
