@@ -1,4 +1,4 @@
-"""The convolutional encoder backend: FinPercepConfig(encoder_type="backbone") with a tiny random ConvNeXt."""
+"""The convolutional encoder backend: FinPercepConfig(encoder_type="backbone") with tiny random ConvNeXt/ResNet."""
 
 import json
 
@@ -12,14 +12,22 @@ from finpercep_hf.cli import main
 from finpercep_hf.curriculum import build_curriculum_model
 from finpercep_hf.curriculum.growth import export_stage_model, stage_parameter_names
 from finpercep_hf.models import FinPercepConfig
-from finpercep_hf.models.backbone_encoder import FinPercepBackboneIQAEncoder, small_convnext_config
+from finpercep_hf.models.backbone_encoder import (
+    FinPercepBackboneIQAEncoder,
+    small_convnext_config,
+    small_resnet_config,
+)
+
+FAMILIES = {"convnext": small_convnext_config, "resnet": small_resnet_config}
+# The module names the stage adapters (LoRA) wrap in each family.
+ADAPTED = {"convnext": (".pwconv1.", ".pwconv2."), "resnet": (".convolution.",)}
 
 
-def make_backbone_rm(stage: int = 0, **kwargs) -> FinPercepRewardModel:
+def make_backbone_rm(stage: int = 0, family: str = "convnext", **kwargs) -> FinPercepRewardModel:
     torch.manual_seed(0)
     config = FinPercepConfig(
         encoder_type="backbone",
-        backbone_config=small_convnext_config((8, 16, 24, 32), (1, 1, 1, 1)),
+        backbone_config=FAMILIES[family]((8, 16, 24, 32), (1, 1, 1, 1)),
         projection_dim=16,
         decoder_channels=8,
         score_head_hidden=16,
@@ -51,13 +59,14 @@ def test_backbone_config_validation():
         FinPercepConfig(encoder_type="resnet")
 
 
-def test_backbone_rm_save_load_round_trip(tmp_path):
-    model = make_backbone_rm(stage=1)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_backbone_rm_save_load_round_trip(tmp_path, family):
+    model = make_backbone_rm(stage=1, family=family)
     pixel_values = torch.rand(2, 3, 64, 64)
     expected = model(pixel_values)
     model.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["encoder_type"] == "backbone" and saved["backbone_config"]["model_type"] == "convnext"
+    assert saved["encoder_type"] == "backbone" and saved["backbone_config"]["model_type"] == family
     loaded = FinPercepRewardModel.from_pretrained(tmp_path).eval()
     assert type(loaded.encoder) is FinPercepBackboneIQAEncoder
     got = loaded(pixel_values)
@@ -65,8 +74,9 @@ def test_backbone_rm_save_load_round_trip(tmp_path):
     torch.testing.assert_close(loaded.encoder.prompt_embeds, model.encoder.prompt_embeds, rtol=0, atol=0)
 
 
-def test_backbone_rm_gradients_reach_pixels_and_anchors():
-    model = make_backbone_rm(stage=1)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_backbone_rm_gradients_reach_pixels_and_anchors(family):
+    model = make_backbone_rm(stage=1, family=family)
     pixel_values = torch.rand(2, 3, 64, 64, requires_grad=True)
     out = model(pixel_values)
     (out.global_score.sum() + out.pdm.mean()).backward()
@@ -74,13 +84,14 @@ def test_backbone_rm_gradients_reach_pixels_and_anchors():
     assert model.encoder.prompt_embeds.grad.abs().sum() > 0  # the anchors are learned in RM_0 pre-training
 
 
-def test_backbone_growth_is_function_preserving_at_every_stage():
-    rm0 = make_backbone_rm(stage=0)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_backbone_growth_is_function_preserving_at_every_stage(family):
+    rm0 = make_backbone_rm(stage=0, family=family)
     pixel_values = torch.rand(2, 3, 64, 96)
     expected = rm0(pixel_values).global_score
     grown = build_curriculum_model(rm0, final_stage=3, lora_ranks=[2, 4]).eval()
     adapted = [name for name in stage_parameter_names(grown, 3) if "lora_" in name]
-    assert adapted and all(".pwconv1." in name or ".pwconv2." in name for name in adapted)
+    assert adapted and all(any(part in name for part in ADAPTED[family]) for name in adapted)
     torch.testing.assert_close(grown(pixel_values).global_score, expected, atol=1e-6, rtol=0)
     for stage in range(4):
         plain = export_stage_model(grown, stage)

@@ -32,7 +32,7 @@ from .evaluation.probe import FinPercepProbeConfig, probe_summary_markdown, run_
 from .evaluation.reward_model_eval import evaluate_reward_model
 from .images import pil_to_tensor
 from .models import FinPercepConfig, FinPercepRewardModel
-from .models.backbone_encoder import small_convnext_config
+from .models.backbone_encoder import small_convnext_config, small_resnet_config
 from .pipelines import output_to_records
 from .tiny_clip import save_tiny_clip
 from .trainers.global_iqa import GlobalIQAPretrainingConfig, global_ranking_accuracy, pretrain_global_iqa
@@ -51,6 +51,7 @@ REPORT_METRICS = (
 
 
 BUDGETS = ("fast", "full")
+BACKBONES = {"resnet": small_resnet_config, "convnext": small_convnext_config}
 
 
 @dataclass
@@ -69,18 +70,20 @@ class QuickstartConfig:
     heldout_large_crop_size: int = 256
     train_crop_size: int = 64  # training: random crops at several scales; held-out evaluation: the full rows
     train_area_range: tuple[float, float] = (0.05, 0.5)  # swap-mask areas of the training rows
-    # Encoder (random init): "backbone" (a small ConvNeXt) or "clip" (a small CLIP-shaped ViT); decoder.
+    # Encoder (random init): "backbone" (a small ResNet or ConvNeXt AutoBackbone) or "clip" (a small CLIP-shaped
+    # ViT); decoder. ResNet is the default by measurement (see `small_resnet_config`).
     encoder_type: str = "backbone"
+    backbone_type: str = "resnet"
     backbone_hidden_sizes: tuple[int, ...] = (24, 48, 96, 192)
-    backbone_depths: tuple[int, ...] = (1, 1, 3, 1)
+    backbone_depths: tuple[int, ...] = (1, 1, 2, 1)
     hidden_size: int = 64  # clip encoder
     num_hidden_layers: int = 4  # clip encoder
     patch_size: int = 8  # clip encoder
     projection_dim: int = 64
-    logit_scale_init: float = 4.0
+    logit_scale_init: float = 20.0  # the anchor logit spans +-20: room for the ranking margins
     decoder_channels: int = 32
     # RM_0: global-quality pre-training on the training photos (0 steps: a random RM_0).
-    pretrain_steps: int = 150
+    pretrain_steps: int = 300
     pretrain_batch_size: int = 16
     pretrain_learning_rate: float = 2e-3
     # Curriculum and optimisation.
@@ -100,6 +103,8 @@ class QuickstartConfig:
     def __post_init__(self):
         if self.encoder_type not in ("backbone", "clip"):
             raise ValueError(f"encoder_type must be 'backbone' or 'clip', got {self.encoder_type!r}.")
+        if self.backbone_type not in BACKBONES:
+            raise ValueError(f"backbone_type must be one of {sorted(BACKBONES)}, got {self.backbone_type!r}.")
         unknown = set(self.leave_out_families) - set(ARTIFACT_FAMILIES)
         if unknown:
             raise ValueError(f"unknown artifact families {sorted(unknown)}; known: {sorted(ARTIFACT_FAMILIES)}.")
@@ -115,7 +120,7 @@ class QuickstartConfig:
         if budget not in BUDGETS:
             raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}.")
         full = dict(
-            train_samples=640, heldout_samples=96, heldout_large_samples=48, family_samples=24, pretrain_steps=400,
+            train_samples=640, heldout_samples=96, heldout_large_samples=48, family_samples=24, pretrain_steps=800,
             stage_steps="0,400,300,300", proxy_stage_steps="0,150,100",
         )  # fmt: skip
         return cls(**({**full, **overrides} if budget == "full" else overrides))
@@ -178,12 +183,14 @@ def _build_rm0(config: QuickstartConfig, out: Path, log) -> tuple[FinPercepRewar
         rm0 = FinPercepRewardModel(
             FinPercepConfig(
                 encoder_type="backbone",
-                backbone_config=small_convnext_config(config.backbone_hidden_sizes, config.backbone_depths),
+                backbone_config=BACKBONES[config.backbone_type](config.backbone_hidden_sizes, config.backbone_depths),
                 projection_dim=config.projection_dim, logit_scale_init=config.logit_scale_init,
                 decoder_channels=config.decoder_channels,
             )
         )  # fmt: skip
-        rm0.config.clip_name_or_path = "small random ConvNeXt (AutoBackbone), pre-trained by the quickstart"
+        rm0.config.clip_name_or_path = (
+            f"small random {config.backbone_type} (AutoBackbone), pre-trained by the quickstart"
+        )
     else:
         clip_dir = save_tiny_clip(
             out / "small-clip", hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
@@ -394,7 +401,9 @@ def run_quickstart(out: str | Path, config: QuickstartConfig | None = None, log=
     ranking_columns = [("model", "model")] + [
         (key, key.replace("global_ranking", "all").replace("all_", "")) for key in rm0_ranking
     ]
-    encoder = "ConvNeXt (transformers AutoBackbone)" if config.encoder_type == "backbone" else "CLIP-shaped ViT"
+    encoder = "CLIP-shaped ViT"
+    if config.encoder_type == "backbone":
+        encoder = f"{config.backbone_type} (transformers AutoBackbone)"
     train_names = ", ".join(_short(name) for name in config.train_photos)
     heldout_names = ", ".join(_short(name) for name in config.heldout_photos)
     report = out / "report.md"
