@@ -23,7 +23,9 @@ FAMILIES = {"convnext": small_convnext_config, "resnet": small_resnet_config}
 ADAPTED = {"convnext": (".pwconv1.", ".pwconv2."), "resnet": (".convolution.",)}
 
 
-def make_backbone_rm(stage: int = 0, family: str = "convnext", **kwargs) -> FinPercepRewardModel:
+def make_backbone_rm(
+    stage: int = 0, family: str = "convnext", logit_scale_init: float = 4.0, **kwargs
+) -> FinPercepRewardModel:
     torch.manual_seed(0)
     config = FinPercepConfig(
         encoder_type="backbone",
@@ -31,7 +33,7 @@ def make_backbone_rm(stage: int = 0, family: str = "convnext", **kwargs) -> FinP
         projection_dim=16,
         decoder_channels=8,
         score_head_hidden=16,
-        logit_scale_init=4.0,
+        logit_scale_init=logit_scale_init,
         stage=stage,
         **kwargs,
     )

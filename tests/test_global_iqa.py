@@ -74,3 +74,15 @@ def test_bundled_photos_and_artifact_families():
     }  # fmt: skip
     with pytest.raises(ValueError, match="unknown artifact families"):
         kinds_without(("glitter",))
+
+
+@pytest.mark.parametrize("learning_rate", [5e-3, 0.0])
+def test_pretraining_learns_a_global_ranking_that_a_zero_learning_rate_run_does_not(photos, learning_rate):
+    # The cheap proxy of the quickstart's learning check: a tiny ResNet RM_0 ranks clean over globally degraded
+    # crops of a photo it never saw after 150 steps (measured 0.78); with learning rate 0 it stays at chance (0.48).
+    model = make_backbone_rm(stage=0, family="resnet", logit_scale_init=20.0)
+    config = GlobalIQAPretrainingConfig(steps=150, batch_size=8, crop_sizes=(48,), learning_rate=learning_rate)
+    pretrain_global_iqa(model, photos, config)
+    heldout = [pil_to_tensor(load_bundled_photo("skimage:chelsea"))]
+    ranking = global_ranking_accuracy(model, heldout, samples=32, size=48)["global_ranking"]
+    assert ranking >= 0.72 if learning_rate > 0 else ranking <= 0.6
