@@ -30,6 +30,7 @@ from .data.fgr import MINI_SR_MODELS, FGRBuildConfig, build_fgr
 from .data.photos import available_photos, export_photos, load_bundled_photo
 from .evaluation.probe import FinPercepProbeConfig, probe_summary_markdown, run_probe, summarize_probe
 from .evaluation.reward_model_eval import evaluate_reward_model
+from .evaluation.rm_metrics import pdm_iou
 from .images import pil_to_tensor
 from .models import FinPercepConfig, FinPercepRewardModel
 from .models.backbone_encoder import small_convnext_config, small_resnet_config
@@ -283,6 +284,14 @@ def _leave_kinds_out(config: QuickstartConfig, out: Path, rm0, sets: dict, final
     return rows
 
 
+def _target_iou(rows) -> float:
+    """IoU@0.5 of the FGR targets themselves (``pdm_target > 0.5`` against the swap mask): the ceiling of a map
+    that fits its targets exactly (the targets are below 0.5 in much of each swapped region)."""
+    targets = torch.from_numpy(np.stack([np.asarray(row["pdm_target"], dtype=np.float32) for row in rows]))
+    masks = torch.from_numpy(np.stack([np.asarray(row["mask"], dtype=np.float32) / 255 for row in rows]))
+    return float(pdm_iou(targets[:, None], masks[:, None]))
+
+
 def _probe(config: QuickstartConfig, models: dict, out: Path) -> tuple[list[dict], dict]:
     """The reward-hacking probe on the held-out photos; also RM_0's clean > globally distorted rate there."""
     images = {name: load_bundled_photo(name) for name in config.heldout_photos}
@@ -371,6 +380,7 @@ def run_quickstart(out: str | Path, config: QuickstartConfig | None = None, log=
         "rmN_ordering_accuracy": final_96["ordering_accuracy"],
         "rmN_pdm_auroc": final_96["pdm_auroc"],
         "rmN_pdm_iou": final_96["pdm_iou"],
+        "pdm_target_iou": _target_iou(sets["heldout"]),
         "rmN_leave_kinds_out_pdm_auroc_mean": sum(lko_auroc) / len(lko_auroc) if lko_auroc else float("nan"),
         "rmN_pdm_auroc_256px": final_256["pdm_auroc"],
         "rmN_pdm_auroc_256px_minus_96px": final_256["pdm_auroc"] - final_96["pdm_auroc"],
@@ -381,6 +391,7 @@ def run_quickstart(out: str | Path, config: QuickstartConfig | None = None, log=
         (f"RM_{stages[-1]} ordering SR < SYN < GT (96 px)", "rmN_ordering_accuracy", ">= 0.9"),
         (f"RM_{stages[-1]} PDM AUROC (96 px)", "rmN_pdm_auroc", ">= 0.9"),
         (f"RM_{stages[-1]} PDM IoU@0.5 (96 px)", "rmN_pdm_iou", ">= 0.5"),
+        ("IoU@0.5 of the FGR targets themselves (ceiling of a map that fits them)", "pdm_target_iou", "(reference)"),
         ("PDM AUROC on left-out families (mean, proxies)", "rmN_leave_kinds_out_pdm_auroc_mean", ">= 0.8"),
         (f"RM_{stages[-1]} PDM AUROC 256 px minus 96 px", "rmN_pdm_auroc_256px_minus_96px", "within +-0.05"),
     ]
