@@ -125,3 +125,16 @@ def test_backbone_rm_in_pipeline_and_cli_score(tmp_path, skimage_photos, capsys)
     assert code == 0
     [line] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert 0 <= line["pdm_mean"] <= line["pdm_max"] <= 1 and 0 <= line["score"] <= 1
+
+
+def test_frozen_batchnorm_keeps_its_running_statistics_in_train_mode():
+    # Stage >= 1 freezes the encoder: a ResNet's BatchNorms must not drift with the batches of later stages.
+    grown = build_curriculum_model(make_backbone_rm(stage=0, family="resnet"), final_stage=3, lora_ranks=[2, 4])
+    norms = [module for module in grown.modules() if isinstance(module, torch.nn.BatchNorm2d)]
+    before = [norm.running_mean.clone() for norm in norms]
+    grown.train()
+    grown(torch.rand(2, 3, 64, 64))
+    assert norms and not any(norm.training for norm in norms)
+    assert all(torch.equal(norm.running_mean, mean) for norm, mean in zip(norms, before))
+    trainable = make_backbone_rm(stage=0, family="resnet").train()
+    assert all(module.training for module in trainable.modules() if isinstance(module, torch.nn.BatchNorm2d))

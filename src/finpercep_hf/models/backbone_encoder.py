@@ -108,6 +108,15 @@ class FinPercepBackboneIQAEncoder(nn.Module):
             )
         return BACKBONE_LORA_TARGETS[model_type]
 
+    def train(self, mode: bool = True) -> FinPercepBackboneIQAEncoder:
+        """Train mode, except for frozen BatchNorm layers (weights without gradients, e.g. stages >= 1 of the
+        curriculum): those keep their running statistics, so a frozen encoder computes what RM_0 computed."""
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and not module.weight.requires_grad:
+                module.eval()
+        return self
+
     # The same [0, 1] -> normalised pixels and anchor scoring as the CLIP-IQA encoder.
     normalize_pixels = FinPercepCLIPIQAEncoder.normalize_pixels
     score_embeddings = FinPercepCLIPIQAEncoder.score_embeddings
