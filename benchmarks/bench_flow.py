@@ -35,16 +35,18 @@ from dataclasses import dataclass, field
 from unittest import mock
 
 import torch
-from bench_refl import timed_pair
-from bench_rl import METHODS, refl_stop_step, resident_mib
 
 from finpercep_hf.scripting import parse_arguments
 from finpercep_hf.scripting.benchmarking import (
+    METHODS,
     RLBenchmarkArguments,
     StepTimer,
     build_components,
+    refl_stop_step,
+    resident_mib,
     run_methods_in_subprocesses,
     synchronize,
+    timed_pair,
     write_report,
 )
 from finpercep_hf.trainers import (

@@ -32,7 +32,6 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
-import time
 from argparse import RawDescriptionHelpFormatter
 from dataclasses import dataclass, field
 from unittest import mock
@@ -48,25 +47,10 @@ from finpercep_hf.scripting.benchmarking import (
     RLBenchmarkArguments,
     StepTimer,
     build_components,
-    synchronize,
+    timed_pair,
     write_report,
 )
 from finpercep_hf.trainers import REFLConfig, REFLTrainer
-
-
-def timed_pair(ours, bare, device: str, repeats: int) -> tuple[float, float]:
-    """Median wall times (ms) of ``ours()`` and ``bare()``, called alternately (after one warm-up each) so that
-    both see the same machine load."""
-    ours(), bare()
-    times = {ours: [], bare: []}
-    for _ in range(repeats):
-        for fn in (ours, bare):
-            synchronize(device)
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
-            times[fn].append((time.perf_counter() - start) * 1000)
-    return statistics.median(times[ours]), statistics.median(times[bare])
 
 
 @dataclass

@@ -28,16 +28,18 @@ import statistics
 import tempfile
 from argparse import RawDescriptionHelpFormatter
 from dataclasses import dataclass, field
-from pathlib import Path
 from unittest import mock
 
 import torch
 
 from finpercep_hf.scripting import parse_arguments
 from finpercep_hf.scripting.benchmarking import (
+    METHODS,
     RLBenchmarkArguments,
     StepTimer,
     build_components,
+    refl_stop_step,
+    resident_mib,
     run_methods_in_subprocesses,
     write_report,
 )
@@ -49,8 +51,6 @@ from finpercep_hf.trainers import (
     REFLConfig,
     REFLTrainer,
 )
-
-METHODS = ("refl", "dpo", "grpo")
 
 
 @dataclass
@@ -67,17 +67,6 @@ class BenchRLArguments(RLBenchmarkArguments):
     method: str | None = field(
         default=None, metadata={"help": "(internal) run one method, print JSON.", "choices": METHODS}
     )
-
-
-def refl_stop_step(num_inference_steps: int) -> int:
-    """REFL's stop step, pinned (ImageReward draws it from U{30..39} of 40: mean 34.5, scaled to T)."""
-    return min(round(0.85 * num_inference_steps), num_inference_steps - 1)
-
-
-def resident_mib() -> float:
-    """The current resident set size of this process (Linux), MiB."""
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def build_trainer(method: str, args: BenchRLArguments, output_dir: str, timer: StepTimer):

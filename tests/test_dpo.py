@@ -369,3 +369,14 @@ def test_dpo_script_builds_offline_pairs_from_a_saved_dataset(skimage_photos, tm
     script_args.dataset = None
     with pytest.raises(ValueError, match="offline needs --dataset"):
         build_preference_datasets(script_args, "offline")
+
+
+def test_small_beta_two_candidates_and_exact_gap_message():
+    ones = torch.ones(2)
+    out = diffusion_dpo_loss(ones, ones * 2, ones, ones, beta=0.5)  # beta in (0, 1] is valid
+    torch.testing.assert_close(out.logits, ones)
+    torch.testing.assert_close(out.losses, -torch.nn.functional.logsigmoid(torch.full((2,), 0.5)))
+    pairs = form_preference_pairs(torch.tensor([[0.2, 0.7], [0.9, 0.1]]), mode="all")  # K = 2 is enough
+    assert pairs.winner.tolist() == [1, 2] and pairs.loser.tolist() == [0, 3]
+    with pytest.raises(ValueError, match=r"^min_reward_gap must be >= 0, got -0\.1\.$"):
+        form_preference_pairs(torch.zeros(1, 2), min_reward_gap=-0.1)

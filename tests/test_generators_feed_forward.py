@@ -128,12 +128,14 @@ def test_refl_trains_a_feed_forward_network_and_saves_spandrel_weights(use_lora,
     assert {"train/reward", "train/fidelity_reference_l1"} <= set(logs)
     changed = [name for name, p in generator.network.named_parameters() if not torch.equal(p, before[name])]
     assert changed and all(("lora_" in name) == use_lora for name in changed)
-    if use_lora:
-        assert (tmp_path / "refl" / "pytorch_lora_weights.safetensors").is_file()
-    else:
-        reloaded = FeedForwardSRGenerator.from_pretrained(tmp_path / "refl" / WEIGHTS_NAME)
-        image_lr = torch.rand(1, 3, 8, 8)
-        torch.testing.assert_close(reloaded.sample(image_lr).images, generator.sample(image_lr).images)
+    assert (tmp_path / "refl" / "pytorch_lora_weights.safetensors").is_file() == use_lora
+    # LoRA or not, the trained network (LoRA merged) is saved for spandrel, and the card says how to load it
+    reloaded = FeedForwardSRGenerator.from_pretrained(tmp_path / "refl" / WEIGHTS_NAME)
+    image_lr = torch.rand(1, 3, 8, 8)
+    torch.testing.assert_close(reloaded.sample(image_lr).images, generator.sample(image_lr).images)
+    card = (tmp_path / "refl" / "README.md").read_text()
+    assert "spandrel.ModelLoader().load_from_file" in card and "StableDiffusionUpscalePipeline" not in card
+    assert "(FeedForwardSRGenerator)" in card
 
 
 def test_dpo_and_grpo_refuse_a_feed_forward_network(tmp_path):

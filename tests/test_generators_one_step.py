@@ -106,6 +106,9 @@ def test_refl_direct_gradient_with_fidelity_terms(generator, tmp_path):
     changed = {n for n, p in generator.unet.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all("lora_" in name for name in changed)
     assert (tmp_path / "pytorch_lora_weights.safetensors").is_file()
+    card = (tmp_path / "README.md").read_text()
+    assert "StableDiffusionPipeline.from_pretrained" in card and "load_lora_weights" in card
+    assert "StableDiffusionUpscalePipeline" not in card and "spandrel" not in card
 
 
 def test_grpo_is_noise_injected_one_step_sampling_and_dpo_refuses(generator, tmp_path):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from finpercep_hf.losses import align_loss, map_loss, rank_loss, total_loss
+from finpercep_hf.losses import align_loss, map_bce_loss, map_loss, rank_loss, total_loss
 
 
 def test_map_loss_is_mean_l1():
@@ -10,6 +10,16 @@ def test_map_loss_is_mean_l1():
     assert map_loss(pdm, target).item() == pytest.approx((0.5 + 0 + 1 + 0.25) / 4)
     with pytest.raises(ValueError, match="same shape"):
         map_loss(pdm, target[..., :1])
+
+
+def test_map_bce_loss_is_mean_binary_cross_entropy_of_the_logits():
+    logits = torch.tensor([[[[0.0, 2.0], [-1.0, 3.0]]]])
+    target = torch.tensor([[[[1.0, 0.0], [0.25, 1.0]]]])
+    probability = torch.sigmoid(logits)
+    expected = -(target * probability.log() + (1 - target) * (1 - probability).log()).mean()
+    assert map_bce_loss(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match=r"pdm_logits \(1, 1, 2, 2\) and pdm_target \(1, 1, 2, 1\)"):
+        map_bce_loss(logits, target[..., :1])
 
 
 def test_rank_loss_hand_computed():

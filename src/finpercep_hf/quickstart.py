@@ -35,6 +35,7 @@ from .images import pil_to_tensor
 from .models import FinPercepConfig, FinPercepRewardModel
 from .models.backbone_encoder import small_convnext_config, small_resnet_config
 from .pipelines import output_to_records
+from .quickstart_rl import append_path2_to_report
 from .tiny_clip import save_tiny_clip
 from .trainers.global_iqa import GlobalIQAPretrainingConfig, global_ranking_accuracy, pretrain_global_iqa
 from .trainers.reward_model import FinPercepTrainingArguments, RewardModelTrainer
@@ -99,6 +100,8 @@ class QuickstartConfig:
     seed: int = 0
     num_overlays: int = 6
     probe_max_side: int = 256
+    with_rl: bool = False  # path 2 (`quickstart_rl`): REFL with RM_0 / RM_N / CCL after the RM stages
+    rl_budget: str = "fast"  # path 2's budget: fast | full
     extra_training_args: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -463,6 +466,9 @@ def run_quickstart(out: str | Path, config: QuickstartConfig | None = None, log=
         "global_ranking": ranking_rows, "probe": probe_summary, "timings_s": timings, "config": asdict(config),
     }  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if config.with_rl:
+        stage_dirs = [Path(trainer.args.output_dir) / stage_dir_name(stage) for stage in stages]
+        append_path2_to_report(report, stage_dirs, config.train_photos, config.heldout_photos, config.rl_budget, log)
     log(f"report: {report}")
     log(f"stage checkpoints: {', '.join(str(Path(trainer.args.output_dir) / stage_dir_name(s)) for s in stages)}")
     log(f"figures: {figures}")

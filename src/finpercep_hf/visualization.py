@@ -76,4 +76,56 @@ def save_line_plot(
     return path
 
 
-__all__ = ["PDM_COLORMAP", "save_line_plot", "save_pdm_overlay"]
+def save_image_grid(
+    cells: list[tuple[Image.Image, np.ndarray | None, str]], path: str | Path, alpha: float = 0.55
+) -> Path:
+    """Images side by side (top row, titled) and, below each, its map (H, W) in [0, 1] blended over it (a blank
+    cell for a ``None`` map); one shared colour bar. Written to a PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, axes = plt.subplots(2, len(cells), figsize=(2.2 * len(cells) + 0.8, 4.8), squeeze=False)
+    shown = None
+    for column, (image, pdm, title) in enumerate(cells):
+        rgb = np.asarray(image.convert("RGB"))
+        axes[0, column].imshow(rgb)
+        axes[0, column].set_title(title, fontsize=8)
+        if pdm is not None:
+            axes[1, column].imshow(rgb)
+            shown = axes[1, column].imshow(np.clip(pdm, 0, 1), cmap=PDM_COLORMAP, vmin=0, vmax=1, alpha=alpha)
+    for axis in axes.flat:
+        axis.axis("off")
+    if shown is not None:
+        figure.colorbar(shown, ax=list(axes[1]), fraction=0.02, pad=0.01, label="defect (pdm)")
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def save_curve_panels(
+    panels: dict[str, dict[str, tuple[list[float], list[float]]]], path: str | Path, xlabel: str, title: str = ""
+) -> Path:
+    """One subplot per ``panel title -> {line name -> (xs, ys)}`` (the same lines in every panel, one legend),
+    in rows of three, written to a PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = -(-len(panels) // 3)
+    figure, axes = plt.subplots(rows, 3, figsize=(13, 3.4 * rows + 0.6), squeeze=False)
+    for axis, (panel_title, series) in zip(axes.flat, panels.items()):
+        for name, (xs, ys) in series.items():
+            axis.plot(xs, ys, marker="o", markersize=3, label=name)
+        axis.set_title(panel_title, fontsize=10)
+        axis.set_xlabel(xlabel)
+        axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[len(panels) :]:
+        axis.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=9)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+__all__ = ["PDM_COLORMAP", "save_curve_panels", "save_image_grid", "save_line_plot", "save_pdm_overlay"]

@@ -15,7 +15,9 @@ HELP = (
     "photos (with leave-kinds-out and 96/256 px tables)."
 )
 DESCRIPTION = HELP
-QUICKSTART_FLAGS = ("train_samples", "heldout_samples", "stage_steps", "crop_size", "seed", "encoder_type")
+QUICKSTART_FLAGS = (
+    "train_samples", "heldout_samples", "stage_steps", "crop_size", "seed", "encoder_type", "with_rl", "rl_budget"
+)  # fmt: skip
 
 
 @dataclass

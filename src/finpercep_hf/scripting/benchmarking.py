@@ -4,6 +4,8 @@ step timer and the pieces every RL benchmark trains (random generator, frozen st
 from __future__ import annotations
 
 import json
+import os
+import statistics
 import subprocess
 import sys
 import time
@@ -156,7 +158,40 @@ def write_report(report: str, output: Path | None) -> None:
         output.write_text(report + "\n")
 
 
+METHODS = ("refl", "dpo", "grpo")
+
+
+def timed_pair(ours, bare, device: str, repeats: int) -> tuple[float, float]:
+    """Median wall times (ms) of ``ours()`` and ``bare()``, called alternately (after one warm-up each) so that
+    both see the same machine load."""
+    ours(), bare()
+    times = {ours: [], bare: []}
+    for _ in range(repeats):
+        for fn in (ours, bare):
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[fn].append((time.perf_counter() - start) * 1000)
+    return statistics.median(times[ours]), statistics.median(times[bare])
+
+
+def refl_stop_step(num_inference_steps: int) -> int:
+    """REFL's stop step, pinned (ImageReward draws it from U{30..39} of 40: mean 34.5, scaled to T)."""
+    return min(round(0.85 * num_inference_steps), num_inference_steps - 1)
+
+
+def resident_mib() -> float:
+    """The current resident set size of this process (Linux), MiB."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 __all__ = [
+    "METHODS",
+    "refl_stop_step",
+    "resident_mib",
+    "timed_pair",
     "DTYPES",
     "FAMILY_SIZES",
     "GENERATOR_FAMILIES",

@@ -481,7 +481,8 @@ class GeneratorTrainer:
             return
         if self.args.use_lora:
             self.generator.save_lora_weights(self.output_dir)
-        else:
+        if not self.args.use_lora or not hasattr(self.generator, "lora_pipeline_class"):
+            # a feed-forward network has no pipeline to load a LoRA into: its merged weights go out too (spandrel)
             self.generator.save_trained_model(self.output_dir)
         (self.output_dir / "validation_history.json").write_text(json.dumps(self.validation_history, indent=2))
         save_generator_card(self)

@@ -7,6 +7,7 @@ exposes (``args``, ``state``, ``reward``, ``callbacks``, ``validation_history``,
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +15,32 @@ from diffusers.utils.hub_utils import MODEL_CARD_TEMPLATE_PATH, load_or_create_m
 from huggingface_hub import ModelCard, ModelCardData
 
 
-def _usage(args: Any, base: str, repo: str) -> list[str]:
-    if args.use_lora:
+def _usage(generator: Any, use_lora: bool, base: str, repo: str) -> list[str]:
+    """Python lines that load the run's result for the generator's family: LoRA or a fine-tuned component into the
+    family's diffusers pipeline (``lora_pipeline_class``), or a feed-forward network through spandrel."""
+    pipeline_class = getattr(generator, "lora_pipeline_class", None)
+    if pipeline_class is None:
         return [
-            "from diffusers import StableDiffusionUpscalePipeline",
-            f'pipe = StableDiffusionUpscalePipeline.from_pretrained("{base}")',
+            "import spandrel",
+            "from huggingface_hub import hf_hub_download",
+            f'model = spandrel.ModelLoader().load_from_file(hf_hub_download("{repo}", "model.safetensors"))',
+        ]
+    pipeline = pipeline_class.__name__
+    if use_lora:
+        return [
+            f"from diffusers import {pipeline}",
+            f'pipe = {pipeline}.from_pretrained("{base}")',
             f'pipe.load_lora_weights("{repo}")',
         ]
+    component = type(generator.trained_model)
+    subfolder = generator.trainable_subfolder
+    package = component.__module__.split(".")[0]  # `diffusers`, or the full module where the package lacks it
+    module = package if hasattr(importlib.import_module(package), component.__name__) else component.__module__
     return [
-        "from diffusers import StableDiffusionUpscalePipeline, UNet2DConditionModel",
-        f'unet = UNet2DConditionModel.from_pretrained("{repo}", subfolder="unet")',
-        f'pipe = StableDiffusionUpscalePipeline.from_pretrained("{base}", unet=unet)',
+        f"from diffusers import {pipeline}",
+        f"from {module} import {component.__name__}",
+        f'{subfolder} = {component.__name__}.from_pretrained("{repo}", subfolder="{subfolder}")',
+        f'pipe = {pipeline}.from_pretrained("{base}", {subfolder}={subfolder})',
     ]
 
 
@@ -34,14 +50,19 @@ def model_card_description(trainer: Any) -> str:
     method = trainer.method_name.upper()
     paper = f" ([paper]({trainer.paper_url}))" if trainer.paper_url else ""
     base, repo = args.base_model or "<base model>", args.hub_model_id or output_dir.name
+    family = type(trainer.generator).__name__
+    trained = {"unet": "UNet", "controlnet": "ControlNet", "transformer": "transformer"}.get(
+        getattr(trainer.generator, "trainable_subfolder", ""), "network"
+    )
+    what = "LoRA" if args.use_lora else f"fine-tuned {trained}"
     lines = [
-        f"# {method} {'LoRA' if args.use_lora else 'fine-tuned UNet'} for an SR generator, rewarded by FinPercep-RM",
+        f"# {method} {what} for an SR generator, rewarded by FinPercep-RM",
         "",
         f"Trained with `finpercep_hf` {method}{paper} for {trainer.state.global_step} updates from "
-        f"`{args.base_model or 'an SD-x4-upscaler checkpoint'}`; reward: `{trainer.reward.name}`.",
+        f"`{args.base_model or 'a base checkpoint'}` ({family}); reward: `{trainer.reward.name}`.",
         "",
         "```python",
-        *_usage(args, base, repo),
+        *_usage(trainer.generator, args.use_lora, base, repo),
         "```",
     ]
     lines += [f"\n{callback.describe()}" for callback in trainer.callbacks if hasattr(callback, "describe")]
