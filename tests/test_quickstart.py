@@ -85,6 +85,9 @@ def test_budgets_and_photo_split():
     assert full.pretrain_steps > fast.pretrain_steps and full.train_samples > fast.train_samples and full.seed == 3
     assert "skimage:chelsea" in fast.heldout_photos and "skimage:chelsea" not in fast.train_photos
     assert "skimage:cat" not in fast.train_photos  # the same photo as chelsea under another name
+    assert fast.encoder_type == "backbone" and fast.backbone_type == "resnet"  # the default chosen by measurement
+    with pytest.raises(ValueError, match="backbone_type must be one of"):
+        QuickstartConfig(backbone_type="vgg")
     with pytest.raises(ValueError, match="budget must be one of"):
         QuickstartConfig.for_budget("huge")
     with pytest.raises(ValueError, match="both training and held-out"):
