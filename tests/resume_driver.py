@@ -87,7 +87,7 @@ def run_reward_model(output_dir: Path, resume: bool, kill: KillAtStep) -> dict[s
     if not clip_dir.is_dir():
         save_tiny_clip(clip_dir)
     args = FinPercepTrainingArguments(
-        output_dir=str(output_dir), stages="1,2", stage_steps=f"3,{MAX_STEPS - 3}",
+        output_dir=str(output_dir), ccl_schedule="0:1,3:2", max_steps=MAX_STEPS,
         lora_ranks="2", per_device_train_batch_size=4, learning_rate=1e-3, crop_size=32, augment=True,
         save_strategy="steps", save_steps=CHECKPOINT_STEPS, report_to=[], use_cpu=True, seed=0, logging_steps=1,
         dataloader_num_workers=0,

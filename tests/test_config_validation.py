@@ -40,7 +40,7 @@ def test_from_clip_rejects_a_stage_without_its_blocks(tiny_clip_dir):
 
 
 def rm_args(tmp_path, **overrides):
-    values = dict(output_dir=str(tmp_path), stages="0,1,2", stage_steps="0,2,2", report_to=[], use_cpu=True)
+    values = dict(output_dir=str(tmp_path), ccl_schedule="0:0,0:1,2:2", max_steps=4, report_to=[], use_cpu=True)
     return FinPercepTrainingArguments(**{**values, **overrides})
 
 
@@ -53,9 +53,12 @@ def rm_args(tmp_path, **overrides):
         (dict(margin_sr=-1.0), r"margin_sr must be a finite number >= 0, got -1"),
         (dict(lora_ranks="0"), r"lora_ranks must all be >= 1, got \[0\]"),
         (dict(lora_ranks="-4"), r"lora_ranks must all be >= 1, got \[-4\]"),
-        (dict(stages="0,1,2", stage_steps="0,5,-2"), r"stage_steps must all be >= 0, got \[0, 5, -2\]"),
+        (dict(ccl_schedule="0:0,5:1,2:2"), r"ccl_schedule '0:0,5:1,2:2': stage start steps must not decrease"),
+        (dict(max_steps=1), r"max_steps must be >= 1 and >= the last ccl_schedule start, got 1"),
+        (dict(ccl_schedule="0:0,0:2"), r"ccl_schedule stages must be consecutive, start at 0 or 1 and reach 1"),
+        (dict(ccl_schedule="0:0,3:1,5:2"), r"ccl_schedule: stage 0 \(CLIP-IQA\) takes no training steps"),
         (dict(learning_rate=-1.0), r"learning_rate must be a finite number > 0, got -1"),
-        (dict(stage_steps="0,a,2"), r"stage_steps must be comma-separated integers"),
+        (dict(ccl_schedule="0:0,0:a,2:2"), r"ccl_schedule '0:0,0:a,2:2': bad schedule entry '0:a': expected START"),
     ],
 )
 def test_rm_training_arguments_reject_bad_fields(tmp_path, overrides, message):

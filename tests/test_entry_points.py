@@ -70,18 +70,25 @@ def test_quickstart_flags_are_quickstart_config_fields():
     from finpercep_hf.quickstart import QuickstartConfig
     from finpercep_hf.scripting import dataclasses_from_namespace
 
-    namespace = build_parser().parse_args(["quickstart", "--train_samples", "8", "--stage-steps", "0,1,1,1"])
+    namespace = build_parser().parse_args(
+        ["quickstart", "--train_samples", "8", "--ccl-schedule", "0:0,0:1,1:2,2:3", "--max-steps", "3"]
+    )
     args, values = dataclasses_from_namespace(namespace, quickstart.ARGUMENTS)
     config = config_from_view(QuickstartConfig, values)
-    assert config.train_samples == 8 and config.stage_steps == "0,1,1,1" and str(args.out) == "runs/quickstart"
+    assert (
+        config.train_samples == 8
+        and config.ccl_schedule == "0:0,0:1,1:2,2:3"
+        and config.max_steps == 3
+        and str(args.out) == "runs/quickstart"
+    )
     assert config.seed == QuickstartConfig().seed
 
 
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--tiny_clip", "--stages", "0,1", "--stage_steps", "0"], "must be non-empty and of equal length"),
-        (["--tiny_clip", "--stage_steps", "0,2,2,2"], "cannot load the FGR dataset"),
+        (["--tiny_clip", "--ccl_schedule", "0:0,0:1", "--max_steps", "0"], "max_steps must be >= 1"),
+        (["--tiny_clip", "--ccl_schedule", "0:0,0:1,2:2,4:3", "--max_steps", "6"], "cannot load the FGR dataset"),
     ],
 )
 def test_reward_model_script_answers_bad_values_with_one_line_and_exit_2(flags, message, tmp_path):

@@ -144,7 +144,7 @@ def test_missing_weights_initialised_like_init(tmp_path):
             continue
         assert not torch.equal(loaded_value, state[key]), key  # re-initialised, not loaded
         # CLIP's scheme: e.g. q_proj std 32**-0.5 * 8**-0.5 = 0.0625 and fc1 std 64**-0.5 = 0.125, not 0.02
-        assert loaded_value.std() == pytest.approx(init_value.std(), rel=0.15), key
+        assert loaded_value.std().item() == pytest.approx(init_value.std().item(), rel=0.15), key
         checked += 1
     assert checked >= 4 * 6 + 2  # q/k/v/out/fc1/fc2 of 4 layers, patch embedding, projection
 

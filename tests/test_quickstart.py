@@ -27,8 +27,10 @@ def small_config(**overrides) -> QuickstartConfig:
         train_photos=("skimage:astronaut", "skimage:coffee", "skimage:camera"), heldout_photos=("skimage:chelsea",),
         train_samples=16, heldout_samples=6, heldout_large_samples=2, heldout_large_crop_size=128, family_samples=3,
         crop_size=64, train_crop_size=48, backbone_hidden_sizes=(8, 16, 24, 32), backbone_depths=(1, 1, 1, 1),
-        projection_dim=16, decoder_channels=8, pretrain_steps=3, pretrain_batch_size=4, stage_steps="0,2,2,2",
-        lora_ranks="2,4", batch_size=4, leave_out_families=("colour",), proxy_stage_steps="0,2,2", num_overlays=2,
+        projection_dim=16, decoder_channels=8, pretrain_steps=3, pretrain_batch_size=4,
+        ccl_schedule="0:0,0:1,2:2,4:3", max_steps=6,
+        lora_ranks="2,4", batch_size=4, leave_out_families=("colour",),
+        proxy_ccl_schedule="0:0,0:1,2:2", proxy_max_steps=4, num_overlays=2,
         probe_max_side=64,
     )  # fmt: skip
     return QuickstartConfig(**{**values, **overrides})

@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 def training_args(tmp_path, **overrides):
     values = dict(
         output_dir=str(tmp_path),
-        stages="0,1,2,3",
-        stage_steps="0,3,3,3",
+        ccl_schedule="0:0,0:1,3:2,6:3",
+        max_steps=9,
         lora_ranks="2,4",
         per_device_train_batch_size=4,
         per_device_eval_batch_size=8,
@@ -69,13 +69,13 @@ def run_training(make_rm, tiny_fgr, args, extra_callbacks=(), resume=None):
 
 def test_training_args_validation(tmp_path):
     with pytest.raises(ValueError, match="stage 0"):
-        training_args(tmp_path, stage_steps="5,3,3,3")
+        training_args(tmp_path, ccl_schedule="0:0,5:1,8:2,11:3", max_steps=14)
     with pytest.raises(ValueError, match="lora_ranks"):
         training_args(tmp_path, lora_ranks="2")
     with pytest.raises(ValueError, match="ccl"):
         training_args(tmp_path, ccl="both")
     args = training_args(tmp_path)
-    assert args.max_steps == 9 and args.schedule.start_steps == [0, 3, 6]
+    assert args.schedule.start_steps == [0, 0, 3, 6] and args.schedule.stage_at(0).stage == 1 and args.final_stage == 3
 
 
 @pytest.mark.parametrize("ccl", ["param", "weight", "none"])
@@ -143,7 +143,7 @@ def test_growth_is_function_preserving_at_each_transition(make_rm):
 
 def test_training_improves_ordering_and_localisation(make_rm, tiny_fgr, tmp_path):
     args = training_args(
-        tmp_path, stages="0,1,2", stage_steps="0,60,40", lora_ranks="4", crop_size=64, learning_rate=3e-3
+        tmp_path, ccl_schedule="0:0,0:1,60:2", max_steps=100, lora_ranks="4", crop_size=64, learning_rate=3e-3
     )
     torch.manual_seed(0)
     rm0 = make_rm(stage=0)
@@ -194,7 +194,7 @@ def test_resume_mid_stage_continues_the_same_stage_and_step(make_rm, tiny_fgr, t
 
 
 def test_stage_dir_loads_in_pipeline(make_rm, tiny_fgr, tmp_path, skimage_photos):
-    run_training(make_rm, tiny_fgr, training_args(tmp_path, stages="0,1", stage_steps="0,2", lora_ranks=""))
+    run_training(make_rm, tiny_fgr, training_args(tmp_path, ccl_schedule="0:0,0:1", max_steps=2, lora_ranks=""))
     pipe = pipeline("fine-grained-iqa", model=str(tmp_path / "finpercep-rm-stage1"))
     result = pipe(skimage_photos["coffee"])
     assert result["pdm"].shape == (160, 200) and 0 <= result["score"] <= 1
@@ -205,7 +205,7 @@ def test_train_script_two_processes(tiny_fgr_dir, tmp_path):
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
         str(REPO / "training_scripts" / "train_reward_model.py"), "--tiny_clip", "--dataset", str(tiny_fgr_dir),
-        "--stages", "0,1,2", "--stage_steps", "0,2,2", "--lora_ranks", "2", "--output_dir", str(tmp_path),
+        "--ccl_schedule", "0:0,0:1,2:2", "--max_steps", "4", "--lora_ranks", "2", "--output_dir", str(tmp_path),
         "--per_device_train_batch_size", "2", "--crop_size", "48", "--save_steps", "2", "--decoder_channels", "16",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
@@ -216,7 +216,7 @@ def test_train_script_two_processes(tiny_fgr_dir, tmp_path):
     callback_state = json.loads((tmp_path / "checkpoint-4" / "callback_state.json").read_text())
     assert {0, 1} <= set(callback_state["RewardModelGrowthCallback"]["exported_stages"])
     # resume from 'latest' with a longer schedule continues at step 4 and writes nothing twice
-    command[command.index("0,2,2")] = "0,2,4"
+    command[command.index("--max_steps") + 1] = "6"
     result = subprocess.run(command + ["--resume_from_checkpoint", "latest"], capture_output=True, text=True,
                             timeout=600, env=env, cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,7 +1,7 @@
 """Train FinPercep-RM on an FGR dataset with the co-evolutionary curriculum (CCL path 1).
 
     accelerate launch training_scripts/train_reward_model.py --base_clip openai/clip-vit-base-patch16 \
-        --dataset ./fgr-30k --stages 0,1,2,3 --stage_steps 0,2000,2000,2000 --output_dir runs/rm \
+        --dataset ./fgr-30k --ccl_schedule 0:0,0:1,2000:2,4000:3 --max_steps 6000 --output_dir runs/rm \
         [--ccl param|weight|none] [--resume_from_checkpoint latest] [--report_to tensorboard] \
         [--push_to_hub --hub_model_id org/finpercep-rm]
 

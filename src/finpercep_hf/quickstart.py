@@ -89,14 +89,15 @@ class QuickstartConfig:
     pretrain_batch_size: int = 16
     pretrain_learning_rate: float = 2e-3
     # Curriculum and optimisation.
-    stages: str = "0,1,2,3"
-    stage_steps: str = "0,150,100,100"
+    ccl_schedule: str = "0:0,0:1,150:2,250:3"  # START:STAGE, see `CCLSchedule`
+    max_steps: int = 350
     lora_ranks: str = "8,16"
     batch_size: int = 8
     learning_rate: float = 2e-3
     # Leave-kinds-out proxies: one shorter run (stages 0..2) without each family, evaluated on that family.
     leave_out_families: tuple[str, ...] = tuple(ARTIFACT_FAMILIES)
-    proxy_stage_steps: str = "0,60,40"
+    proxy_ccl_schedule: str = "0:0,0:1,60:2"
+    proxy_max_steps: int = 100
     seed: int = 0
     num_overlays: int = 6
     probe_max_side: int = 256
@@ -125,7 +126,8 @@ class QuickstartConfig:
             raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}.")
         full = dict(
             train_samples=640, heldout_samples=96, heldout_large_samples=48, family_samples=24, pretrain_steps=800,
-            stage_steps="0,400,300,300", proxy_stage_steps="0,150,100",
+            ccl_schedule="0:0,0:1,400:2,700:3", max_steps=1000, proxy_ccl_schedule="0:0,0:1,150:2",
+            proxy_max_steps=250,
         )  # fmt: skip
         return cls(**({**full, **overrides} if budget == "full" else overrides))
 
@@ -214,12 +216,17 @@ def _build_rm0(config: QuickstartConfig, out: Path, log) -> tuple[FinPercepRewar
 
 
 def _train(
-    config: QuickstartConfig, output_dir: Path, rm0: FinPercepRewardModel, train, heldout, stage_steps: str
+    config: QuickstartConfig,
+    output_dir: Path,
+    rm0: FinPercepRewardModel,
+    train,
+    heldout,
+    ccl_schedule: str,
+    max_steps: int,
 ) -> RewardModelTrainer:
-    stages = ",".join(str(stage) for stage in range(len(stage_steps.split(","))))
-    final_stage = len(stages.split(",")) - 1
+    final_stage = max(int(entry.split(":")[1]) for entry in ccl_schedule.split(","))
     args = FinPercepTrainingArguments(
-        output_dir=str(output_dir), stages=stages, stage_steps=stage_steps,
+        output_dir=str(output_dir), ccl_schedule=ccl_schedule, max_steps=max_steps,
         lora_ranks=",".join(config.lora_ranks.split(",")[: final_stage - 1]),
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=16, learning_rate=config.learning_rate, lr_scheduler_type="constant_with_warmup",
@@ -268,7 +275,13 @@ def _leave_kinds_out(config: QuickstartConfig, out: Path, rm0, sets: dict, final
         }
         train = sets["train"].filter(lambda row, k=kept: row["sr_model"] in k)
         trainer = _train(
-            config, out / "leave-kinds-out" / family, rm0, train, sets[f"family:{family}"], config.proxy_stage_steps
+            config,
+            out / "leave-kinds-out" / family,
+            rm0,
+            train,
+            sets[f"family:{family}"],
+            config.proxy_ccl_schedule,
+            config.proxy_max_steps,
         )
         proxy = FinPercepRewardModel.from_pretrained(
             Path(trainer.args.output_dir) / stage_dir_name(trainer.args.final_stage)
@@ -355,7 +368,7 @@ def run_quickstart(out: str | Path, config: QuickstartConfig | None = None, log=
     rm0_ranking = global_ranking_accuracy(rm0, heldout_photos, seed=config.seed + 99)
     timings["pre-train RM_0 (global quality)"] = time.perf_counter() - start
     start = time.perf_counter()
-    trainer = _train(config, out / "rm", rm0, sets["train"], sets["heldout"], config.stage_steps)
+    trainer = _train(config, out / "rm", rm0, sets["train"], sets["heldout"], config.ccl_schedule, config.max_steps)
     timings["train RM stages"] = time.perf_counter() - start
     start = time.perf_counter()
     stages = trainer.args.stage_list
@@ -429,7 +442,8 @@ def run_quickstart(out: str | Path, config: QuickstartConfig | None = None, log=
         f"pre-trained for {config.pretrain_steps} steps as a *global* quality model (CLIP-IQA-style good/bad anchors, "
         "hinge ranking of clean > mildly > strongly degraded crops; blur, noise, JPEG, resolution loss, contrast "
         f"loss) on random crops of the training photos: {train_names}.\n"
-        f"2. RM_1..RM_{stages[-1]}: grown with the co-evolutionary curriculum (steps {config.stage_steps}) on "
+        f"2. RM_1..RM_{stages[-1]}: grown with the co-evolutionary curriculum (schedule {config.ccl_schedule}, "
+        f"{config.max_steps} steps) on "
         "FGR-mini "
         f"({len(sets['train'])} rows built from the same training photos, {config.crop_size} px, artifact kinds: "
         f"{', '.join(_short(spec) for spec in MINI_SR_MODELS)}).\n\n"
@@ -445,7 +459,8 @@ def run_quickstart(out: str | Path, config: QuickstartConfig | None = None, log=
         + f"\n\n## Held-out metrics of RM_{stages[-1]} per artifact kind (96 px)\n\n"
         + _markdown_table(kind_rows, kind_columns)
         + "\n\n## Leave-kinds-out (unseen artifact families)\n\n"
-        f"For each family, a proxy run of the same recipe (from the same RM_0, stages {config.proxy_stage_steps}) "
+        f"For each family, a proxy run of the same recipe (from the same RM_0, schedule "
+        f"{config.proxy_ccl_schedule}, {config.proxy_max_steps} steps) "
         "trained on FGR-mini *without* that family's rows, evaluated on held-out samples of that family only "
         f"({config.family_samples} per family); next to it, RM_{stages[-1]} (which saw the family) on the same rows. "
         "Note: every offline SR stand-in also upsamples a degraded LR image, so part of each swapped region's "

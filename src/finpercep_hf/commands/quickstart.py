@@ -16,8 +16,16 @@ HELP = (
 )
 DESCRIPTION = HELP
 QUICKSTART_FLAGS = (
-    "train_samples", "heldout_samples", "stage_steps", "crop_size", "seed", "encoder_type", "with_rl", "rl_budget"
-)  # fmt: skip
+    "train_samples",
+    "heldout_samples",
+    "ccl_schedule",
+    "max_steps",
+    "crop_size",
+    "seed",
+    "encoder_type",
+    "with_rl",
+    "rl_budget",
+)
 
 
 @dataclass

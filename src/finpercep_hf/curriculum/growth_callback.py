@@ -31,8 +31,8 @@ class RewardModelGrowthCallback(TrainerCallback):
     """Grows the reward model at the ``schedule``'s stage boundaries and writes a checkpoint per stage.
 
     Args:
-        schedule: RM-side schedule (`CCLSchedule.from_stage_steps`); stage 0, if listed first, is exported at the
-            start (it is the pre-trained CLIP-IQA and takes no steps).
+        schedule: RM-side schedule (`CCLSchedule.from_string(spec, values="stage")`, e.g. ``args.schedule``);
+            stage 0 is the pre-trained CLIP-IQA, takes no steps and is written at the start (``export_stage0``).
         ccl: ``"param"`` (grow stage by stage), ``"weight"`` or ``"none"`` (full model from step 0).
         export_stage0: write ``finpercep-rm-stage0`` at the start.
         evaluate_at_stage_end: ask the trainer to evaluate at each stage end and put the metrics in the card.

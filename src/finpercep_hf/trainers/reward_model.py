@@ -10,7 +10,7 @@ from finpercep_hf.curriculum import RewardModelGrowthCallback, build_curriculum_
 from finpercep_hf.trainers import FinPercepTrainingArguments, RewardModelTrainer
 
 fgr = load_from_disk("fgr")  # see `finpercep build-fgr`
-args = FinPercepTrainingArguments(output_dir="runs/rm", stages="0,1,2,3", stage_steps="0,2000,2000,2000")
+args = FinPercepTrainingArguments(output_dir="runs/rm", ccl_schedule="0:0,0:1,2000:2,4000:3", max_steps=6000)
 rm0 = FinPercepRewardModel.from_clip("openai/clip-vit-base-patch16")
 model = build_curriculum_model(rm0, final_stage=args.final_stage, lora_ranks=args.lora_rank_list)
 trainer = RewardModelTrainer(model, args=args, train_dataset=fgr["train"], eval_dataset=fgr["test"],
@@ -65,7 +65,8 @@ class FinPercepTrainingArguments(TrainingArguments):
     The paper publishes no loss weights or margins: every default of the "Losses" group is ours. L_map defaults to
     BCE on the map logits, not Eq. 5's L1 on the sigmoid map, which collapses to ``pdm == 0`` on sparse targets
     (see `losses.map_bce_loss`); ``map_loss="l1"`` restores the printed form.
-    ``max_steps`` is set to the sum of ``stage_steps``.
+    ``ccl_schedule`` gives each stage's start step (`CCLSchedule.from_string` with ``values="stage"``); the last
+    stage ends at ``max_steps``.
     """
 
     # Losses (Eq. 5-8; defaults are ours)
@@ -83,9 +84,12 @@ class FinPercepTrainingArguments(TrainingArguments):
         default="param",
         metadata={"help": "'param' (grow stage by stage), 'weight' (full size, ramp lambda_map/rank), 'none'."},
     )
-    stages: str = field(default="0,1,2,3", metadata={"help": "Comma-separated RM stages, e.g. '0,1,2,3'."})
-    stage_steps: str = field(
-        default="0,2000,2000,2000", metadata={"help": "Training steps per stage; stage 0 (CLIP-IQA) takes 0."}
+    ccl_schedule: str = field(
+        default="0:0,0:1,2000:2,4000:3",
+        metadata={
+            "help": "START:STAGE per RM stage, e.g. '0:0,0:1,2000:2,4000:3': a stage runs from its start to the next "
+            "one's (the last to max_steps); stage 0 (CLIP-IQA) takes no steps, so it shares stage 1's start."
+        },
     )
     lora_ranks: str = field(
         default="", metadata={"help": "Encoder LoRA rank per stage >= 2, e.g. '4,8'; empty: 4, 8, 16, ..."}
@@ -100,33 +104,39 @@ class FinPercepTrainingArguments(TrainingArguments):
     )
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
     seed: int = field(default=0, metadata={"help": "Seed of initialisation, augmentation and data order."})
+    max_steps: int = field(
+        default=6000, metadata={"help": "Total training steps; the last ccl_schedule stage ends here."}
+    )
 
     def __post_init__(self):
         self._check_loss_and_data_fields()
-        stages, steps = _int_list(self.stages, "stages"), _int_list(self.stage_steps, "stage_steps")
-        if any(step < 0 for step in steps):
-            raise ValueError(f"stage_steps must all be >= 0, got {steps}.")
+        schedule = self._check_schedule_fields()
         if self.map_loss not in ("bce", "l1"):
             raise ValueError(f"map_loss must be 'bce' or 'l1', got {self.map_loss!r}.")
         if self.ccl not in CCL_MODES:
             raise ValueError(f"ccl must be one of {CCL_MODES}, got {self.ccl!r}.")
-        if not stages or len(stages) != len(steps):
-            raise ValueError(f"stages {stages} and stage_steps {steps} must be non-empty and of equal length.")
-        if stages != list(range(stages[0], stages[-1] + 1)) or stages[0] not in (0, 1) or stages[-1] < 1:
-            raise ValueError(f"stages must be consecutive, start at 0 or 1 and reach at least 1, got {stages}.")
-        if stages[0] == 0 and steps[0] != 0:
-            raise ValueError("stage 0 is the pre-trained CLIP-IQA and takes no training steps: set its steps to 0.")
-        if sum(steps) < 1:
-            raise ValueError(f"stage_steps must add up to at least 1, got {steps}.")
-        self.max_steps = sum(steps)
-        ranks = _int_list(self.lora_ranks, "lora_ranks") or [4 * 2**i for i in range(stages[-1] - 1)]
-        if len(ranks) != stages[-1] - 1:
-            raise ValueError(f"lora_ranks needs one rank per stage 2..{stages[-1]}, got {ranks}.")
+        final_stage = schedule.stages[-1].stage
+        ranks = _int_list(self.lora_ranks, "lora_ranks") or [4 * 2**i for i in range(final_stage - 1)]
+        if len(ranks) != final_stage - 1:
+            raise ValueError(f"lora_ranks needs one rank per stage 2..{final_stage}, got {ranks}.")
         if any(rank < 1 for rank in ranks):
             raise ValueError(f"lora_ranks must all be >= 1, got {ranks}.")
         self.lora_rank_list = ranks
-        self.stage_list, self.stage_step_list = stages, steps
         super().__post_init__()
+
+    def _check_schedule_fields(self) -> CCLSchedule:
+        try:
+            schedule = CCLSchedule.from_string(self.ccl_schedule, values="stage")
+        except ValueError as error:
+            raise ValueError(f"ccl_schedule {self.ccl_schedule!r}: {error}") from None
+        stages, starts = [s.stage for s in schedule.stages], schedule.start_steps
+        if stages != list(range(stages[0], stages[-1] + 1)) or stages[0] not in (0, 1) or stages[-1] < 1:
+            raise ValueError(f"ccl_schedule stages must be consecutive, start at 0 or 1 and reach 1, got {stages}.")
+        if stages[0] == 0 and starts[1] != 0:
+            raise ValueError("ccl_schedule: stage 0 (CLIP-IQA) takes no training steps: start stage 1 at 0 too.")
+        if self.max_steps < max(starts[-1], 1):
+            raise ValueError(f"max_steps must be >= 1 and >= the last ccl_schedule start, got {self.max_steps}.")
+        return schedule
 
     def _check_loss_and_data_fields(self) -> None:
         for name in ("lambda_map", "lambda_rank", "lambda_align", "margin_sr", "margin_gt"):
@@ -139,12 +149,17 @@ class FinPercepTrainingArguments(TrainingArguments):
             raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate}.")
 
     @property
-    def final_stage(self) -> int:
-        return self.stage_list[-1]
+    def schedule(self) -> CCLSchedule:
+        return CCLSchedule.from_string(self.ccl_schedule, values="stage")
 
     @property
-    def schedule(self) -> CCLSchedule:
-        return CCLSchedule.from_stage_steps(self.stage_list, self.stage_step_list)
+    def stage_list(self) -> list[int]:
+        """The RM stages of ``ccl_schedule`` in order (stage 0 only if listed)."""
+        return [stage.stage for stage in self.schedule.stages]
+
+    @property
+    def final_stage(self) -> int:
+        return self.stage_list[-1]
 
 
 def forward_triplet(model, anchor_model, inputs: dict[str, torch.Tensor]):
@@ -266,7 +281,7 @@ class RewardModelTrainer(Trainer):
         }
         scale = loss_weight_scale(
             self.schedule.stage_at(self.state.global_step).stage,
-            self.schedule.stages[0].stage,
+            self.schedule.stage_at(0).stage,
             self.args.final_stage,
             self.args.ccl,
         )
