@@ -65,7 +65,8 @@ def build_curriculum_model(
     if unexpected or (model.config.stage == 1 and any(not key.startswith("decoder.refine.") for key in missing)):
         raise RuntimeError(f"state does not fit the grown model: missing {missing}, unexpected {unexpected}.")
     for stage, rank in enumerate(lora_ranks, start=2):
-        lora = LoraConfig(r=rank, lora_alpha=rank, lora_dropout=lora_dropout, target_modules=ENCODER_LORA_TARGETS)
+        targets = getattr(grown.encoder, "lora_target_modules", ENCODER_LORA_TARGETS)
+        lora = LoraConfig(r=rank, lora_alpha=rank, lora_dropout=lora_dropout, target_modules=targets)
         with warnings.catch_warnings():  # several named adapters in one model is the point here
             warnings.filterwarnings("ignore", message="Already found a `peft_config`")
             inject_adapter_in_model(lora, grown.encoder.vision_model, adapter_name=adapter_name(stage))

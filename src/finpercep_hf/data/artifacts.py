@@ -3,7 +3,9 @@
 Each generator upsamples the degraded LR image x4 and then adds one named, hand-made artifact typical of
 over-eager SR models. They are honest stand-ins for building FGR offline (the embedded ``mini`` preset): their
 ``name`` is ``"artifact:<kind>"`` and their ``artifact_kind`` is ``<kind>``, so a dataset built with them never
-presents their outputs as diffusion outputs. All strengths are drawn from the generator passed to ``__call__``.
+presents their outputs as diffusion outputs. Every parameter is drawn per call from the generator passed to
+``__call__``: the kind's own strengths, then a blending weight ``t ~ U(BLEND_RANGE)`` that mixes the artifact with
+the plain bicubic upsampling (``up + t * (artifact - up)``), so no single strength can be memorised.
 
 Kinds (``ARTIFACT_KINDS``):
 
@@ -13,7 +15,14 @@ Kinds (``ARTIFACT_KINDS``):
   in mid-tones -> crisp, fake high-frequency texture;
 - ``waxy_oversmoothing``: an edge-preserving (self-guided) filter -> flat, plastic regions with lost texture;
 - ``color_bleeding``: shifted, blurred and over-saturated chroma -> colour fringes and bleeding;
-- ``aliasing_jaggies``: nearest-neighbour upsampling -> staircase edges and blocky detail.
+- ``aliasing_jaggies``: nearest-neighbour upsampling -> staircase edges and blocky detail;
+- ``ringing``: an ideal (brick-wall) low-pass in the Fourier domain -> Gibbs ripples along edges;
+- ``banding``: quantisation to 5-16 levels per channel after a light blur -> contour bands in smooth gradients;
+- ``checkerboard``: a periodic 2-4 px pattern modulating the image -> the transposed-convolution artifact;
+- ``detail_blur``: a Gaussian blur -> lost detail, as a regression-to-the-mean SR model.
+
+`ARTIFACT_FAMILIES` groups the kinds by the mechanism behind them; leave-kinds-out evaluation trains without one
+family and tests on it.
 """
 
 from __future__ import annotations
@@ -33,7 +42,20 @@ ARTIFACT_KINDS = (
     "waxy_oversmoothing",
     "color_bleeding",
     "aliasing_jaggies",
+    "ringing",
+    "banding",
+    "checkerboard",
+    "detail_blur",
 )
+ARTIFACT_FAMILIES = {
+    "sharpening": ("oversharpen_halo", "ringing"),
+    "compression": ("jpeg_in_the_loop", "banding"),
+    "texture": ("hallucinated_texture", "checkerboard"),
+    "smoothing": ("waxy_oversmoothing", "detail_blur"),
+    "colour": ("color_bleeding",),
+    "aliasing": ("aliasing_jaggies",),
+}
+BLEND_RANGE = (0.6, 1.0)
 
 
 def _randint(generator: torch.Generator | None, low: int, high: int) -> int:
@@ -58,10 +80,13 @@ class ArtifactGenerator:
 
     def __call__(self, lr: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         size = (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
-        if self.kind == "aliasing_jaggies":
-            return F.interpolate(lr, size=size, mode="nearest")
         up = F.interpolate(lr, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
-        return getattr(self, f"_{self.kind}")(up, generator).clamp(0, 1)
+        if self.kind == "aliasing_jaggies":
+            artifact = F.interpolate(lr, size=size, mode="nearest")
+        else:
+            artifact = getattr(self, f"_{self.kind}")(up, generator)
+        blend = uniform(generator, *BLEND_RANGE)
+        return (up + blend * (artifact - up)).clamp(0, 1)
 
     def _oversharpen_halo(self, up: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         sigma = uniform(generator, 1.0, 3.0)
@@ -107,5 +132,39 @@ class ArtifactGenerator:
         chroma = chroma.roll(shift, dims=(-2, -1)) * uniform(generator, 1.4, 2.2)
         return kornia.color.ycbcr_to_rgb(torch.cat([ycbcr[:, :1], chroma + 0.5], dim=1))
 
+    def _ringing(self, up: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        height, width = up.shape[-2:]
+        spectrum = torch.fft.rfft2(up)
+        fy = torch.fft.fftfreq(height).abs()[:, None]
+        fx = torch.fft.rfftfreq(width)[None, :]
+        cutoff = uniform(generator, 0.03, 0.08)  # cycles per pixel (x4 upsampling carries <= 0.125)
+        return torch.fft.irfft2(spectrum * ((fy <= cutoff) & (fx <= cutoff)), s=(height, width))
 
-__all__ = ["ARTIFACT_KINDS", "ArtifactGenerator"]
+    def _banding(self, up: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        levels = _randint(generator, 5, 16)
+        smooth = kornia.filters.gaussian_blur2d(up, (5, 5), (1.0, 1.0), border_type="reflect")
+        return torch.round(smooth * levels) / levels
+
+    def _checkerboard(self, up: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        period = _randint(generator, 2, 4)
+        rows = torch.arange(up.shape[-2])[:, None] // (period // 2 or 1)
+        cols = torch.arange(up.shape[-1])[None, :] // (period // 2 or 1)
+        pattern = ((rows + cols) % 2).float() * 2 - 1
+        return up * (1 + uniform(generator, 0.08, 0.2) * pattern)
+
+    def _detail_blur(self, up: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        sigma = uniform(generator, 1.2, 3.0)
+        kernel_size = 2 * round(3 * sigma) + 1
+        return kornia.filters.gaussian_blur2d(up, (kernel_size, kernel_size), (sigma, sigma), border_type="reflect")
+
+
+def kinds_without(families: tuple[str, ...]) -> tuple[str, ...]:
+    """`ARTIFACT_KINDS` minus the kinds of the named `ARTIFACT_FAMILIES` (for leave-kinds-out training)."""
+    unknown = set(families) - set(ARTIFACT_FAMILIES)
+    if unknown:
+        raise ValueError(f"unknown artifact families {sorted(unknown)}; known: {sorted(ARTIFACT_FAMILIES)}.")
+    left_out = {kind for family in families for kind in ARTIFACT_FAMILIES[family]}
+    return tuple(kind for kind in ARTIFACT_KINDS if kind not in left_out)
+
+
+__all__ = ["ARTIFACT_FAMILIES", "ARTIFACT_KINDS", "BLEND_RANGE", "ArtifactGenerator", "kinds_without"]

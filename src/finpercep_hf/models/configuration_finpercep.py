@@ -12,9 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import CLIPVisionConfig, PretrainedConfig
+from transformers import AutoConfig, CLIPVisionConfig, PretrainedConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 SCORE_HEADS = ("residual", "plain", "decoupled")
+ENCODER_TYPES = ("clip", "backbone")
+# The CLIP ViT grids (all at 1/patch) are resampled to a pyramid at x4, x2, x1, x1/2; a backbone's four stages
+# already form one (e.g. 1/4 .. 1/32 for ConvNeXt) and are only projected.
+CLIP_REASSEMBLE_FACTORS = (4.0, 2.0, 1.0, 0.5)
+BACKBONE_REASSEMBLE_FACTORS = (1.0, 1.0, 1.0, 1.0)
 CLIP_IMAGE_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_IMAGE_STD = [0.26862954, 0.26130258, 0.27577711]
 DEFAULT_PROMPT_PAIRS = [["Good photo.", "Bad photo."]]
@@ -76,10 +82,17 @@ class FinPercepConfig(PretrainedConfig):
             Std of the normal initialiser of the decoder and head.
         clip_name_or_path (`str`, *optional*):
             The CLIP checkpoint the encoder came from (recorded by `from_clip`, shown in the model card).
+        encoder_type (`str`, *optional*, defaults to `"clip"`):
+            `"clip"`: the CLIP-IQA encoder on `vision_config` (the paper's). `"backbone"`: a convolutional (or any
+            `AutoBackbone`) encoder on `backbone_config` with learned CLIP-IQA-style anchor embeddings
+            (`models/backbone_encoder.py`); its four stages feed the decoder. `vision_config` is then unused.
+        backbone_config (`dict` or `PretrainedConfig`, *optional*):
+            The `AutoBackbone` config of the `"backbone"` encoder (e.g. a `ConvNextConfig` with four `out_features`);
+            a dict needs a `model_type`.
     """
 
     model_type = "finpercep"
-    sub_configs = {"vision_config": CLIPVisionConfig}
+    sub_configs = {"vision_config": CLIPVisionConfig, "backbone_config": AutoConfig}
 
     def __init__(
         self,
@@ -98,6 +111,8 @@ class FinPercepConfig(PretrainedConfig):
         image_std: list[float] | None = None,
         initializer_range: float = 0.02,
         clip_name_or_path: str | None = None,
+        encoder_type: str = "clip",
+        backbone_config: dict[str, Any] | PretrainedConfig | None = None,
         **kwargs,
     ):
         if vision_config is None:
@@ -124,6 +139,10 @@ class FinPercepConfig(PretrainedConfig):
         self.image_std = list(image_std) if image_std is not None else list(CLIP_IMAGE_STD)
         self.initializer_range = initializer_range
         self.clip_name_or_path = clip_name_or_path
+        if isinstance(backbone_config, dict):
+            backbone_config = CONFIG_MAPPING[backbone_config["model_type"]](**backbone_config)
+        self.encoder_type = encoder_type
+        self.backbone_config = backbone_config
         self._validate()
         super().__init__(**kwargs)
 
@@ -162,6 +181,31 @@ class FinPercepConfig(PretrainedConfig):
             raise ValueError("image_mean and image_std must have 3 entries each, with a positive std.")
         if self.logit_scale_init <= 0:
             raise ValueError(f"logit_scale_init must be positive, got {self.logit_scale_init}.")
+        if self.encoder_type not in ENCODER_TYPES:
+            raise ValueError(f"encoder_type must be one of {ENCODER_TYPES}, got {self.encoder_type!r}.")
+        if self.encoder_type == "backbone" and (
+            len(getattr(self.backbone_config, "out_features", None) or ()) != 4
+            or not hasattr(self.backbone_config, "hidden_sizes")
+        ):
+            raise ValueError(
+                "encoder_type='backbone' needs a backbone_config with `hidden_sizes` and four `out_features` (the "
+                "feature pyramid), e.g. a ConvNextConfig or ResNetConfig."
+            )
+
+    @property
+    def encoder_feature_channels(self) -> tuple[int, ...]:
+        """Channels of the four encoder grids ``{f_i}`` that feed the decoder (the last one is ``f_N``)."""
+        if self.encoder_type == "backbone":
+            names = self.backbone_config.stage_names
+            return tuple(
+                self.backbone_config.hidden_sizes[names.index(name) - 1] for name in self.backbone_config.out_features
+            )
+        return (self.vision_config.hidden_size,) * 4
+
+    @property
+    def decoder_reassemble_factors(self) -> tuple[float, ...]:
+        """Resampling factor of each encoder grid in the decoder's reassembly (see `CLIP_REASSEMBLE_FACTORS`)."""
+        return BACKBONE_REASSEMBLE_FACTORS if self.encoder_type == "backbone" else CLIP_REASSEMBLE_FACTORS
 
     @property
     def has_decoder(self) -> bool:
@@ -169,4 +213,11 @@ class FinPercepConfig(PretrainedConfig):
         return self.stage >= 1
 
 
-__all__ = ["FinPercepConfig", "default_feature_layers", "DEFAULT_PROMPT_PAIRS", "PYIQA_PROMPT_PAIRS", "SCORE_HEADS"]
+__all__ = [
+    "ENCODER_TYPES",
+    "FinPercepConfig",
+    "default_feature_layers",
+    "DEFAULT_PROMPT_PAIRS",
+    "PYIQA_PROMPT_PAIRS",
+    "SCORE_HEADS",
+]

@@ -28,6 +28,7 @@ from transformers import CLIPModel, CLIPTokenizer, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from .backbone_encoder import FinPercepBackboneIQAEncoder
 from .clip_iqa import FinPercepCLIPIQAEncoder
 from .configuration_finpercep import FinPercepConfig
 
@@ -139,12 +140,13 @@ class FinPercepDecoder(nn.Module):
     the input resolution for patch 16), to be upsampled to the image by the model.
     """
 
-    REASSEMBLE_FACTORS = (4.0, 2.0, 1.0, 0.5)
-
     def __init__(self, config: FinPercepConfig):
         super().__init__()
-        hidden, channels = config.vision_config.hidden_size, config.decoder_channels
-        self.reassemble = nn.ModuleList(FinPercepReassemble(hidden, channels, f) for f in self.REASSEMBLE_FACTORS)
+        channels = config.decoder_channels
+        self.reassemble = nn.ModuleList(
+            FinPercepReassemble(in_channels, channels, factor)
+            for in_channels, factor in zip(config.encoder_feature_channels, config.decoder_reassemble_factors)
+        )
         self.coarsest_unit = FinPercepResidualConvUnit(channels)
         self.fusion = nn.ModuleList(FinPercepFusionBlock(channels) for _ in range(3))
         self.refine = nn.ModuleList(
@@ -175,7 +177,7 @@ class FinPercepScoreHead(nn.Module):
 
     def __init__(self, config: FinPercepConfig):
         super().__init__()
-        hidden = config.vision_config.hidden_size
+        hidden = config.encoder_feature_channels[-1]
         self.mode = config.score_head
         self.decoupled_weights = tuple(config.decoupled_weights)
         self.norm = nn.LayerNorm(hidden)
@@ -243,6 +245,9 @@ class FinPercepPreTrainedModel(PreTrainedModel):
             init.normal_(module.visual_projection.weight, mean=0.0, std=module.config.vision_config.hidden_size**-0.5)
             init.zeros_(module.prompt_embeds)
             init.constant_(module.logit_scale, self.config.logit_scale_init)
+        elif isinstance(module, FinPercepBackboneIQAEncoder):
+            init.normal_(module.prompt_embeds, mean=0.0, std=1.0)
+            init.constant_(module.logit_scale, self.config.logit_scale_init)
 
 
 class FinPercepRewardModel(FinPercepPreTrainedModel):
@@ -261,7 +266,8 @@ class FinPercepRewardModel(FinPercepPreTrainedModel):
 
     def __init__(self, config: FinPercepConfig):
         super().__init__(config)
-        self.encoder = FinPercepCLIPIQAEncoder(config)
+        encoder_class = FinPercepBackboneIQAEncoder if config.encoder_type == "backbone" else FinPercepCLIPIQAEncoder
+        self.encoder = encoder_class(config)
         self.decoder = FinPercepDecoder(config) if config.has_decoder else None
         self.score_head = FinPercepScoreHead(config) if config.has_decoder else None
         self.post_init()
