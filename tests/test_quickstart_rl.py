@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from finpercep_hf.data.photos import load_bundled_photo
 from finpercep_hf.generators.feed_forward import WEIGHTS_NAME, FeedForwardSRGenerator
-from finpercep_hf.quickstart_rl import Path2Config, append_path2_to_report, heldout_tiles, load_photo
+from finpercep_hf.quickstart_rl import Path2Config, append_path2_to_report, heldout_tiles
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def test_path2_tables_finite_for_all_runs_and_every_policy_moved(stage_dirs, tmp
     config = Path2Config(**sizes)
     report = tmp_path / "report.md"
     report.write_text("# path 1\n")
-    train, heldout = ("skimage:coffee", "camera"), ("skimage:chelsea", "sklearn:china")
+    train, heldout = ("skimage:coffee", "skimage:camera"), ("skimage:chelsea", "sklearn:china")
     result = append_path2_to_report(report, stage_dirs, train, heldout, log=lambda message: None, **sizes)
     out = tmp_path / "path2"
 
@@ -73,10 +74,12 @@ def test_path2_tables_finite_for_all_runs_and_every_policy_moved(stage_dirs, tmp
 
 
 def test_load_photo_names_and_heldout_tiles_are_deterministic_squares(skimage_photos):
-    assert load_photo("skimage:camera").mode == "RGB" and load_photo("camera").size == (512, 512)  # grey -> RGB
-    assert load_photo("sklearn:china").size == (640, 427)
-    with pytest.raises(ValueError, match="unknown photo"):
-        load_photo("matplotlib:grace_hopper")
+    camera = load_bundled_photo("skimage:camera")
+    assert camera.mode == "RGB" and camera.size == (512, 512)  # grey -> RGB
+    assert load_bundled_photo("sklearn:china").size == (640, 427)
+    assert load_bundled_photo("skimage:stereo_motorcycle").size == (741, 500)  # (left, right, disparity): left
+    with pytest.raises(ValueError, match="unknown bundled photo"):
+        load_bundled_photo("matplotlib:grace_hopper")
     tiles = heldout_tiles([skimage_photos["chelsea"]], 64, 3)
     assert [tile.size for tile in tiles] == [(64, 64)] * 3
     again = heldout_tiles([skimage_photos["chelsea"]], 64, 3)

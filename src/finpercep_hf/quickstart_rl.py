@@ -36,6 +36,7 @@ from transformers import TrainerCallback
 
 from .curriculum import CCLRewardCallback
 from .data.lr_hr import LRHRDataset
+from .data.photos import load_bundled_photo
 from .generators.feed_forward import WEIGHTS_NAME, FeedForwardSRGenerator
 from .generators.fidelity import FidelityConfig
 from .images import tensor_to_pil
@@ -104,23 +105,6 @@ class Path2Config:
         if budget not in BUDGETS:
             raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}.")
         return cls(**({**FULL_BUDGET, **overrides} if budget == "full" else overrides))
-
-
-def load_photo(name: str) -> Image.Image:
-    """An RGB photo bundled with an installed package: ``"skimage:<name>"`` (or a bare scikit-image name) or
-    ``"sklearn:<name>"`` (``load_sample_images``); grey photos are repeated over 3 channels."""
-    package, _, photo = name.rpartition(":")
-    if package == "sklearn":
-        from sklearn.datasets import load_sample_image
-
-        array = load_sample_image(f"{photo}.jpg")
-    elif package in ("", "skimage"):
-        from skimage import data
-
-        array = getattr(data, photo)()
-    else:
-        raise ValueError(f"unknown photo {name!r}: expected 'skimage:<name>' or 'sklearn:<name>'.")
-    return Image.fromarray(np.asarray(array, dtype=np.uint8)).convert("RGB")
 
 
 def heldout_tiles(photos: list[Image.Image], size: int, per_photo: int) -> list[Image.Image]:
@@ -467,10 +451,10 @@ def append_path2_to_report(
     **overrides,
 ) -> dict:
     """The quickstart's hook: path 2 (``budget``, `Path2Config` ``overrides`` on top) into ``report.parent / "path2"``
-    on the named photos (see `load_photo`), its section appended to ``report``; returns the metrics."""
+    on the named bundled photos (`load_bundled_photo`), its section appended to ``report``; returns the metrics."""
     config = Path2Config.for_budget(budget, **overrides)
-    train = [load_photo(name) for name in train_photos]
-    heldout = [load_photo(name) for name in heldout_photos]
+    train = [load_bundled_photo(name) for name in train_photos]
+    heldout = [load_bundled_photo(name) for name in heldout_photos]
     result = run_path2(stage_dirs, train, heldout, report.parent / "path2", config, log=log)
     section = result["markdown"].replace("](figures/", "](path2/figures/")
     report.write_text(report.read_text() + "\n" + section)
@@ -480,7 +464,6 @@ def append_path2_to_report(
 
 __all__ = [
     "append_path2_to_report",
-    "load_photo",
     "BUDGETS",
     "Path2Config",
     "RMNProbe",
