@@ -31,7 +31,7 @@ def small_config(**overrides) -> QuickstartConfig:
         ccl_schedule="0:0,0:1,2:2,4:3", max_steps=6,
         lora_ranks="2,4", batch_size=4, leave_out_families=("colour",),
         proxy_ccl_schedule="0:0,0:1,2:2", proxy_max_steps=4, num_overlays=2,
-        probe_max_side=64,
+        probe_max_side=64, with_rl=False,  # path 2 is tested through its hook in test_quickstart_rl.py
     )  # fmt: skip
     return QuickstartConfig(**{**values, **overrides})
 
@@ -92,5 +92,8 @@ def test_budgets_and_photo_split():
         QuickstartConfig(backbone_type="vgg")
     with pytest.raises(ValueError, match="budget must be one of"):
         QuickstartConfig.for_budget("huge")
+    assert fast.with_rl and fast.rl_budget == "fast" and full.rl_budget == "full"  # path 2 on by default
+    with pytest.raises(ValueError, match="rl_budget must be one of"):
+        QuickstartConfig(rl_budget="huge")
     with pytest.raises(ValueError, match="both training and held-out"):
         QuickstartConfig(train_photos=("skimage:moon",), heldout_photos=("skimage:moon",))

@@ -101,7 +101,7 @@ class QuickstartConfig:
     seed: int = 0
     num_overlays: int = 6
     probe_max_side: int = 256
-    with_rl: bool = False  # path 2 (`quickstart_rl`): REFL with RM_0 / RM_N / CCL after the RM stages
+    with_rl: bool = True  # path 2 (`quickstart_rl`): REFL with RM_0 / RM_N / CCL after the RM stages
     rl_budget: str = "fast"  # path 2's budget: fast | full
     extra_training_args: dict = field(default_factory=dict)
 
@@ -113,6 +113,8 @@ class QuickstartConfig:
         unknown = set(self.leave_out_families) - set(ARTIFACT_FAMILIES)
         if unknown:
             raise ValueError(f"unknown artifact families {sorted(unknown)}; known: {sorted(ARTIFACT_FAMILIES)}.")
+        if self.rl_budget not in BUDGETS:
+            raise ValueError(f"rl_budget must be one of {BUDGETS}, got {self.rl_budget!r}.")
         if not self.train_photos:
             self.train_photos = available_photos(exclude=self.heldout_photos)
         overlap = set(self.train_photos) & set(self.heldout_photos)
@@ -127,7 +129,7 @@ class QuickstartConfig:
         full = dict(
             train_samples=640, heldout_samples=96, heldout_large_samples=48, family_samples=24, pretrain_steps=800,
             ccl_schedule="0:0,0:1,400:2,700:3", max_steps=1000, proxy_ccl_schedule="0:0,0:1,150:2",
-            proxy_max_steps=250,
+            proxy_max_steps=250, rl_budget="full",
         )  # fmt: skip
         return cls(**({**full, **overrides} if budget == "full" else overrides))
 
