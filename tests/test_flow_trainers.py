@@ -14,24 +14,9 @@ from finpercep_hf.trainers import (
     REFLConfig,
     REFLTrainer,
 )
-from rl_helpers import brightness
+from rl_helpers import LowResImages, brightness
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class LowResImages(torch.utils.data.Dataset):
-    """Fixed random LR images (3, 8, 8) with HR companions (3, 32, 32), seeded."""
-
-    def __init__(self, count: int):
-        generator = torch.Generator().manual_seed(0)
-        self.image_lr = torch.rand(count, 3, 8, 8, generator=generator)
-        self.image_gt = torch.rand(count, 3, 32, 32, generator=generator)
-
-    def __len__(self):
-        return len(self.image_lr)
-
-    def __getitem__(self, index):
-        return {"image_lr": self.image_lr[index], "image_gt": self.image_gt[index]}
 
 
 COMMON = dict(

@@ -9,7 +9,7 @@ from finpercep_hf.generators import SDUpscalerGenerator, build_sd_upscaler_pipel
 from finpercep_hf.generators.ddim_logprob import gaussian_kl
 from finpercep_hf.trainers import DiffusionGRPOConfig, DiffusionGRPOTrainer
 from finpercep_hf.trainers.grpo import clipped_surrogate_loss, group_advantages
-from rl_helpers import brightness
+from rl_helpers import LowResImages, brightness
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -75,21 +75,6 @@ def test_gaussian_kl_hand_computed():
 
 
 # The GRPO trainer on the tiny SD-x4-upscaler (in-process); the script runs in test_dpo.py with train_dpo.py.
-
-
-class LowResImages(torch.utils.data.Dataset):
-    """Fixed random LR images (3, 8, 8) with random HR companions, seeded."""
-
-    def __init__(self, count: int):
-        generator = torch.Generator().manual_seed(0)
-        self.image_lr = torch.rand(count, 3, 8, 8, generator=generator)
-        self.image_gt = torch.rand(count, 3, 32, 32, generator=generator)
-
-    def __len__(self):
-        return len(self.image_lr)
-
-    def __getitem__(self, index):
-        return {"image_lr": self.image_lr[index], "image_gt": self.image_gt[index]}
 
 
 def make_trainer(tmp_path, dataset, **overrides):
