@@ -138,3 +138,39 @@ def test_frozen_batchnorm_keeps_its_running_statistics_in_train_mode():
     assert all(torch.equal(norm.running_mean, mean) for norm, mean in zip(norms, before))
     trainable = make_backbone_rm(stage=0, family="resnet").train()
     assert all(module.training for module in trainable.modules() if isinstance(module, torch.nn.BatchNorm2d))
+
+
+def test_decoder_pixel_branch_full_resolution_round_trip_gradients_and_growth(tmp_path):
+    plain, branched = make_backbone_rm(stage=1), make_backbone_rm(stage=1, decoder_pixel_channels=4)
+    pixel_values = torch.rand(2, 3, 64, 96, requires_grad=True)
+    features = branched.encoder(pixel_values)[2]
+    pixels = branched.encoder.normalize_pixels(pixel_values)
+    # The plain decoder stops at 1/4 of the input; the pixel branch brings the logits to the input's size.
+    assert plain.decoder(features).shape == (2, 1, 16, 24)
+    assert branched.decoder(features, pixels).shape == (2, 1, 64, 96)
+    with pytest.raises(ValueError, match="pixel branch"):
+        branched.decoder(features)
+    out = branched(pixel_values)
+    assert out.pdm.shape == (2, 1, 64, 96) and 0 <= out.pdm.min() and out.pdm.max() <= 1
+    out.pdm.mean().backward()
+    stem = branched.decoder.pixel_fusion.stem[0].weight
+    assert stem.grad is not None and stem.grad.abs().sum() > 0 and pixel_values.grad.abs().sum() > 0
+    branched.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["decoder_pixel_channels"] == 4
+    loaded = FinPercepRewardModel.from_pretrained(tmp_path).eval()
+    assert torch.equal(loaded(pixel_values.detach()).pdm, branched(pixel_values.detach()).pdm)
+    # Growth from an RM_0 with the branch keeps RM_0's score at every stage and carries the branch to RM_3.
+    rm0 = make_backbone_rm(stage=0, decoder_pixel_channels=4)
+    expected = rm0(pixel_values.detach()).global_score
+    grown = build_curriculum_model(rm0, final_stage=3, lora_ranks=[2, 4]).eval()
+    assert "decoder.pixel_fusion.stem.0.weight" in stage_parameter_names(grown, 1)
+    for stage in range(4):
+        exported = export_stage_model(grown, stage)
+        torch.testing.assert_close(exported(pixel_values.detach()).global_score, expected, atol=1e-6, rtol=0)
+    assert export_stage_model(grown, 3).decoder.pixel_fusion is not None
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True])
+def test_decoder_pixel_channels_validation(value):
+    with pytest.raises(ValueError, match="decoder_pixel_channels"):
+        FinPercepConfig(decoder_pixel_channels=value)

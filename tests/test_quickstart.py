@@ -57,7 +57,8 @@ def test_quickstart_end_to_end_small_without_learning_fails_the_learning_check(t
     assert 0 <= metrics["summary"]["rm0_global_ranking"] <= 1 and {row["model"] for row in metrics["probe"]} == {
         "RM_0", "RM_3"
     }  # fmt: skip
-    for section in ("## Targets", "## Leave-kinds-out", "## Reward-hacking probe", "trained from scratch"):
+    sections = ("## Targets", "## Leave-kinds-out", "## Reward-hacking probe", "trained from scratch", "own scale")
+    for section in sections:
         assert section in text
     assert "chelsea" in text and "never seen in training" in text
     overlays = sorted((tmp_path / "figures").glob("overlay_*.png"))
@@ -72,8 +73,9 @@ def test_quickstart_end_to_end_small_without_learning_fails_the_learning_check(t
 
 @pytest.mark.slow
 @pytest.mark.xfail(
-    reason="issue 11 open: RM_0 now learns (held-out global ranking 0.958) but the fast-budget RM_3 ordering stays "
-    "at RM_0's (0.417 -> 0.458) in the current recipe; run A (RM_0 logit pull) passed (0.438 -> 0.812, AUROC 0.748)",
+    reason="issue 11 open: at the fast budget RM_3's map learns (held-out AUROC 0.739, IoU@0.5 0.237) but its"
+    " ordering beats RM_0's by less than the margin (0.438 -> 0.500); at the full budget"
+    " it passes (0.490 -> 0.750, AUROC 0.777)",
     strict=False,
 )
 def test_quickstart_fast_budget_learns(tmp_path):

@@ -71,3 +71,37 @@ def test_epoch_sampler_order_depends_only_on_seed_and_epoch():
     assert list(sampler) != first
     wrapped = SeededDataset([{"a": 1}, {"a": 2}])
     assert wrapped[(1, 42)] == {"a": 2, "sample_seed": 42} and wrapped[0] == {"a": 1}
+
+
+def test_native_scale_crops_are_windows_of_the_row():
+    """``rescale=False``: every crop is a crop_size window of the row itself (possibly flipped), never resampled."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    row = {"image_gt": image, "image_sr": image, "image_syn": image, "mask": Image.fromarray(pixels[..., 0]),
+           "pdm_target": Image.fromarray(pixels[..., 0].astype(np.float32) / 255)}  # fmt: skip
+    source = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
+    windows = {(top, left) for top in range(48 - 20 + 1) for left in range(48 - 20 + 1)}
+    batch = FinPercepTripletCollator(crop_size=20, augment=True, rescale=False, jitter=0.0)(
+        [{**row, "sample_seed": seed} for seed in range(8)]
+    )
+    assert batch["image_gt"].shape == (8, 3, 20, 20)
+    found = set()
+    for crop in batch["image_gt"]:
+        matches = [
+            (top, left)
+            for top, left in windows
+            for candidate in (crop, crop.flip(-1))
+            if torch.allclose(candidate, source[:, top : top + 20, left : left + 20], atol=1e-6)
+        ]
+        assert matches, "a native-scale crop must equal a window of the row"
+        found.add(matches[0])
+    assert len(found) > 1  # the position is drawn per row
+    # With rescale (the default) the crop side is drawn from scale_range and resized: no longer a plain window.
+    resized = FinPercepTripletCollator(crop_size=20, augment=True, jitter=0.0)([{**row, "sample_seed": 0}])
+    crop = resized["image_gt"][0]
+    assert not any(
+        torch.allclose(candidate, source[:, top : top + 20, left : left + 20], atol=1e-6)
+        for top, left in windows
+        for candidate in (crop, crop.flip(-1))
+    )

@@ -65,6 +65,11 @@ class FinPercepConfig(PretrainedConfig):
             Width of the decoder's fused feature pyramid (ours; the paper gives none).
         decoder_refine_blocks (`int`, *optional*, defaults to 0):
             Residual refinement blocks at the decoder's finest scale, one added per stage after RM_1.
+        decoder_pixel_channels (`int`, *optional*, defaults to 0):
+            Width of the decoder's full-resolution pixel branch (ours; 0 = none, the plain DPT decoder). When > 0,
+            the fused pyramid (1/4 of the input for a backbone, ``patch / 4`` for CLIP) is upsampled to the input
+            and added to two 3x3 convolutions of the pixels, so the map can follow defect edges finer than the
+            encoder's stride (thin stroke masks, small swaps).
         score_head (`str`, *optional*, defaults to `"residual"`):
             `"residual"`: ``sigmoid(logit(base_score) + MLP(pool(f_N * interp(pdm))))`` with a zero-initialised
             last layer, so RM_1 scores exactly like RM_0 when grown. `"plain"`: the paper's literal
@@ -103,6 +108,7 @@ class FinPercepConfig(PretrainedConfig):
         feature_layers: list[int] | None = None,
         decoder_channels: int = 64,
         decoder_refine_blocks: int = 0,
+        decoder_pixel_channels: int = 0,
         score_head: str = "residual",
         score_head_hidden: int = 256,
         decoupled_weights: list[float] | None = None,
@@ -131,6 +137,7 @@ class FinPercepConfig(PretrainedConfig):
         )
         self.decoder_channels = decoder_channels
         self.decoder_refine_blocks = decoder_refine_blocks
+        self.decoder_pixel_channels = decoder_pixel_channels
         self.score_head = score_head
         self.score_head_hidden = score_head_hidden
         self.decoupled_weights = list(decoupled_weights) if decoupled_weights is not None else [0.5, 0.5]
@@ -159,15 +166,17 @@ class FinPercepConfig(PretrainedConfig):
             )
         if self.score_head not in SCORE_HEADS:
             raise ValueError(f"score_head must be one of {SCORE_HEADS}, got {self.score_head!r}.")
-        for name in ("stage", "decoder_refine_blocks", "projection_dim", "decoder_channels", "score_head_hidden"):
+        integers = ("stage", "decoder_refine_blocks", "decoder_pixel_channels", "projection_dim", "decoder_channels")
+        for name in (*integers, "score_head_hidden"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
         for name in ("projection_dim", "decoder_channels", "score_head_hidden"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.decoder_refine_blocks < 0:
-            raise ValueError(f"decoder_refine_blocks must be >= 0, got {self.decoder_refine_blocks}.")
+        for name in ("decoder_refine_blocks", "decoder_pixel_channels"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if not 0 <= self.stage <= self.decoder_refine_blocks + 1:
             raise ValueError(
                 f"stage must be in [0, decoder_refine_blocks + 1 = {self.decoder_refine_blocks + 1}] (stage k >= 2 "

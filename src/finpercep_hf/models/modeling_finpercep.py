@@ -4,7 +4,8 @@ Data flow of [`FinPercepRewardModel.forward`]:
 
 ```
 pixel_values (B,3,H,W) in [0,1] --crop to patch multiple--> CLIP-IQA encoder --> base_score (B,), {f_1..f_4}
-{f_i} --DPT reassembly (x4, x2, x1, x1/2)--> top-down fusion --> refine blocks --> head --> map over the crop
+{f_i} --DPT reassembly (x4, x2, x1, x1/2)--> top-down fusion --> refine blocks --> [+ pixel branch] --> head
+    --> map over the crop
 map over the crop --extend over the < patch edge rows/columns--> pdm (B,1,H,W) in [0,1]
 f_4 * interpolate(pdm) --LayerNorm, mean pool, MLP--> delta --> global_score = sigmoid(logit(base_score) + delta)
 ```
@@ -133,11 +134,35 @@ class FinPercepFusionBlock(nn.Module):
         return self.out_unit(coarse + self.skip_unit(skip))
 
 
+class FinPercepPixelFusion(nn.Module):
+    """The decoder's full-resolution level: ``unit(upsample(project(hidden)) + stem(pixels))``.
+
+    Inputs: ``hidden`` (B, channels, h, w), the fused pyramid at its finest level; ``pixels`` (B, 3, H, W), the
+    normalised input. Output: (B, pixel_channels, H, W). The stem's two 3x3 convolutions see the pixels at stride 1,
+    so the map can follow defect edges finer than the encoder's stride.
+    """
+
+    def __init__(self, channels: int, pixel_channels: int):
+        super().__init__()
+        self.project = nn.Conv2d(channels, pixel_channels, 1)
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, pixel_channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(pixel_channels, pixel_channels, 3, padding=1),
+        )
+        self.unit = FinPercepResidualConvUnit(pixel_channels)
+
+    def forward(self, hidden: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        hidden = F.interpolate(self.project(hidden), size=pixels.shape[-2:], mode="bilinear", align_corners=False)
+        return self.unit(hidden + self.stem(pixels))
+
+
 class FinPercepDecoder(nn.Module):
     """DPT-style decoder: four ViT grids at 1/patch -> pyramid at patch/4 .. patch/32 of the grid -> map logits.
 
-    Input: four grids (B, hidden_size, h, w). Output: logits (B, 1, 4h, 4w) at the finest pyramid level (1/4 of
-    the input resolution for patch 16), to be upsampled to the image by the model.
+    Input: four grids (B, hidden_size, h, w) and, with ``config.decoder_pixel_channels > 0``, the normalised pixels
+    (B, 3, H, W) they came from. Output: logits (B, 1, 4h, 4w) at the finest pyramid level (1/4 of the input
+    resolution for patch 16), to be upsampled to the image by the model; with the pixel branch, (B, 1, H, W).
     """
 
     def __init__(self, config: FinPercepConfig):
@@ -152,19 +177,26 @@ class FinPercepDecoder(nn.Module):
         self.refine = nn.ModuleList(
             FinPercepResidualConvUnit(channels, zero_init=True) for _ in range(config.decoder_refine_blocks)
         )
+        pixel_channels = config.decoder_pixel_channels
+        self.pixel_fusion = FinPercepPixelFusion(channels, pixel_channels) if pixel_channels > 0 else None
+        head_channels = pixel_channels or channels
         self.head = nn.Sequential(
-            nn.Conv2d(channels, max(channels // 2, 1), 3, padding=1),
+            nn.Conv2d(head_channels, max(head_channels // 2, 1), 3, padding=1),
             nn.ReLU(),
-            nn.Conv2d(max(channels // 2, 1), 1, 1),
+            nn.Conv2d(max(head_channels // 2, 1), 1, 1),
         )
 
-    def forward(self, feature_maps: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def forward(self, feature_maps: tuple[torch.Tensor, ...], pixels: torch.Tensor | None = None) -> torch.Tensor:
         pyramid = [block(grid) for block, grid in zip(self.reassemble, feature_maps)]
         hidden = self.coarsest_unit(pyramid[-1])
         for fusion, skip in zip(self.fusion, reversed(pyramid[:-1])):
             hidden = fusion(hidden, skip)
         for block in self.refine:
             hidden = block(hidden)
+        if self.pixel_fusion is not None:
+            if pixels is None:
+                raise ValueError("this decoder has a pixel branch (decoder_pixel_channels > 0): pass `pixels`.")
+            hidden = self.pixel_fusion(hidden, pixels)
         return self.head(hidden)
 
 
@@ -371,7 +403,10 @@ class FinPercepRewardModel(FinPercepPreTrainedModel):
         pdm = pdm_logits = None
         global_score = base_score
         if self.decoder is not None:
-            logits = self.decoder(feature_maps)
+            pixels = None
+            if self.decoder.pixel_fusion is not None:
+                pixels = self.encoder.normalize_pixels(pixel_values[..., :crop_h, :crop_w])
+            logits = self.decoder(feature_maps, pixels)
             logits = F.interpolate(logits, size=(crop_h, crop_w), mode="bilinear", align_corners=False)
             pdm_logits = F.pad(logits, (0, width - crop_w, 0, height - crop_h), mode="replicate")
             pdm = torch.sigmoid(pdm_logits)
@@ -392,6 +427,7 @@ __all__ = [
     "FinPercepCheckpointError",
     "FinPercepDecoder",
     "FinPercepOutput",
+    "FinPercepPixelFusion",
     "FinPercepPreTrainedModel",
     "FinPercepRewardModel",
     "FinPercepScoreHead",

@@ -97,6 +97,13 @@ class FinPercepTrainingArguments(TrainingArguments):
     # Data
     crop_size: int = field(default=224, metadata={"help": "Training crop side (random crops at several scales)."})
     augment: bool = field(default=True, metadata={"help": "Random crops, scales, flips and colour jitter."})
+    rescale_crops: bool = field(
+        default=True,
+        metadata={
+            "help": "With augment: crops of 0.6-1.0 x the short side resized to crop_size (True), or crop_size crops "
+            "at the rows' own scale (False: no resampling of the artifacts)."
+        },
+    )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the FGR image columns."})
     # `TrainingArguments` defaults that differ for FinPercep-RM
     lr_scheduler_type: SchedulerType | str = field(
@@ -184,12 +191,13 @@ class RewardModelTrainer(Trainer):
         args: `FinPercepTrainingArguments`.
         anchor_model: the frozen pre-trained RM_0 for L_align and the score-drift metric; by default a frozen
             export of ``model``'s stage 0 taken at construction.
-        data_collator: by default `FinPercepTripletCollator(args.crop_size, args.augment)`; `evaluate` always uses
-            centre crops without augmentation.
+        data_collator: by default `FinPercepTripletCollator(args.crop_size, args.augment, rescale=args.rescale_crops)`;
+            `evaluate` always uses centre crops without augmentation.
     """
 
     def __init__(self, model: FinPercepRewardModel, args: FinPercepTrainingArguments, anchor_model=None, **kwargs):
-        kwargs.setdefault("data_collator", FinPercepTripletCollator(args.crop_size, args.augment, seed=args.seed))
+        collator = FinPercepTripletCollator(args.crop_size, args.augment, rescale=args.rescale_crops, seed=args.seed)
+        kwargs.setdefault("data_collator", collator)
         if kwargs.get("train_dataset") is not None:
             kwargs["train_dataset"] = SeededDataset(kwargs["train_dataset"])
         super().__init__(model=model, args=args, **kwargs)
